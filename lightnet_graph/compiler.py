@@ -1,0 +1,117 @@
+"""compile(): the pipeline from a declared graph to an Executable.
+
+Each step is a named pass; the name is the stage that
+``lightnet-graph inspect --stage`` shows after it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import logging
+from typing import Any, Mapping, Sequence
+
+from .errors import GraphError, UnknownBackendError
+from .executable import Executable
+from .graph import Graph, Tensor
+from .passes.autodiff import grad
+from .passes.simplify import simplify
+from .passes.verify import verify
+
+logger = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "lightnet_graph.backends"
+
+# Backends that ship with the package, used when entry points are not
+# installed (running from a source tree without `pip install`).
+_BUILTIN_BACKENDS = {"numpy": "lightnet_graph.backends.numpy:NumpyBackend"}
+
+
+def compile(  # noqa: A001 - the name users expect
+    outputs: Tensor | Sequence[Tensor] | Mapping[str, Tensor] | None = None,
+    *,
+    loss: Tensor | None = None,
+    wrt: Sequence[Tensor] | None = None,
+    backend: str = "numpy",
+    optimize: bool = True,
+) -> Executable:
+    """Compile a graph into a program that computes ``outputs``.
+
+    With ``loss``, the program also returns ``"loss"`` and, for every value
+    in ``wrt`` (all parameters by default), its gradient as ``"grad/NAME"``.
+    """
+    named = _named_outputs(outputs)
+    if loss is not None:
+        if "loss" in named:
+            raise GraphError("an output is already named 'loss'; rename it or drop loss=")
+        named = {"loss": loss, **named}
+    if not named:
+        raise GraphError("compile: nothing to compute; pass outputs or loss=")
+    source = _common_graph(named.values())
+    graph = source.copy()
+    nodes = {name: t.node for name, t in named.items()}
+    stages = {"declared": source.copy()}
+
+    # verify, unroll
+    verify(graph, nodes)
+    stages["unrolled"] = graph.copy()
+
+    # autodiff
+    if loss is not None:
+        targets = source.parameters if wrt is None else list(wrt)
+        for target in targets:
+            source.check_owned(target)
+        gradients = grad(graph.tensor(loss.node), [graph.tensor(t.node) for t in targets])
+        for target, gradient in zip(targets, gradients):
+            nodes[f"grad/{target.name}"] = gradient.node
+    stages["backward"] = graph.copy()
+
+    # simplify
+    if optimize:
+        nodes = simplify(graph, nodes)
+    stages["optimized"] = graph.copy()
+
+    # backend lowering
+    return load_backend(backend).lower(graph, nodes, stages)
+
+
+def load_backend(name: str) -> Any:
+    """Instantiate the backend registered under ``name``."""
+    if name == "auto":
+        name = "numpy"
+    entry_points = {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    if name in entry_points:
+        return entry_points[name].load()()
+    if name in _BUILTIN_BACKENDS:
+        module_name, _, attr = _BUILTIN_BACKENDS[name].partition(":")
+        return getattr(importlib.import_module(module_name), attr)()
+    known = sorted(set(entry_points) | set(_BUILTIN_BACKENDS) | {"auto"})
+    raise UnknownBackendError(
+        f"unknown backend {name!r}; installed backends are: {', '.join(known)}"
+    )
+
+
+def _named_outputs(outputs: Any) -> dict[str, Tensor]:
+    if outputs is None:
+        return {}
+    if isinstance(outputs, Tensor):
+        return {outputs.name: outputs}
+    if isinstance(outputs, Mapping):
+        return dict(outputs)
+    named: dict[str, Tensor] = {}
+    for tensor in outputs:
+        if tensor.name in named:
+            raise GraphError(f"two outputs are named {tensor.name!r}; pass a dict of names")
+        named[tensor.name] = tensor
+    return named
+
+
+def _common_graph(tensors: Any) -> Graph:
+    tensors = list(tensors)
+    for tensor in tensors:
+        if not isinstance(tensor, Tensor):
+            raise TypeError(f"outputs must be Tensors, got {type(tensor).__name__}")
+    graph = tensors[0].graph
+    for tensor in tensors[1:]:
+        graph.check_owned(tensor)
+    return graph
