@@ -1,0 +1,90 @@
+"""The ``lightnet-graph`` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Sequence
+
+from .errors import LightnetError
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="a built-in model name or path/to/file.py:function")
+    parser.add_argument("--batch", type=int, help="batch size (the model's default if omitted)")
+    parser.add_argument("--hidden", type=int, help="hidden size (the model's default if omitted)")
+    parser.add_argument("--seq-len", type=int, help="sequence length T of recurrent models")
+    parser.add_argument("--seed", type=int, default=0, help="seed for weights and data (default 0)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    from .models import MODELS
+
+    parser = argparse.ArgumentParser(
+        prog="lightnet-graph",
+        description="A dataflow-graph compiler for neural networks.",
+        epilog=f"built-in models: {', '.join(sorted(MODELS))}",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log compiler passes")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    check = commands.add_parser(
+        "gradcheck",
+        help="compare compiled gradients with central finite differences",
+        description="Compare each parameter's compiled gradient with central finite "
+        "differences on a random sample of its entries; exit 1 above the tolerance.",
+    )
+    _add_model_options(check)
+    check.add_argument("--dtype", default="float64", choices=["float32", "float64"],
+                       help="dtype of the model (default float64)")
+    check.add_argument("--samples", type=int, default=16,
+                       help="entries checked per parameter (default 16)")
+    check.add_argument("--rtol", type=float,
+                       help="relative tolerance (default 1e-6 in float64, 2e-2 in float32)")
+    check.add_argument("--backend", default="numpy", help="backend to check (default numpy)")
+    check.set_defaults(handler=_gradcheck)
+    return parser
+
+
+def _gradcheck(args: argparse.Namespace) -> int:
+    from .gradcheck import gradcheck
+    from .models import load_model
+
+    model = load_model(args.model, dtype=args.dtype, batch=args.batch, hidden=args.hidden,
+                       seq_len=args.seq_len, seed=args.seed)
+    if args.samples < 1:
+        raise LightnetError(f"--samples {args.samples} must be at least 1")
+    report = gradcheck(model, samples=args.samples, seed=args.seed, rtol=args.rtol,
+                       backend=args.backend)
+    print(f"gradcheck {args.model}: {args.dtype}, {args.samples} samples per parameter, "
+          f"rtol {report.rtol:g}")
+    width = max([len("parameter")] + [len(c.name) for c in report.parameters])
+    print(f"{'parameter':<{width}}  {'shape':<14}  {'rel. error':>10}  status")
+    for check in report.parameters:
+        status = "ok" if check.passed else "FAILED"
+        print(f"{check.name:<{width}}  {str(check.shape):<14}  {check.error:>10.2e}  {status}")
+    for check in report.ops:
+        if not check.passed:
+            where = f" declared at {check.location}" if check.location else ""
+            print(f"gradient rule of op {check.op!r} (value {check.name!r}{where}) "
+                  f"disagrees with finite differences: rel. error {check.error:.2e}")
+    verdict = "passed" if report.passed else "FAILED"
+    print(f"max rel. error {report.max_error:.2e}: {verdict}")
+    return 0 if report.passed else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.handler(args)
+    except LightnetError as error:
+        print(f"lightnet-graph: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
