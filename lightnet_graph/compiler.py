@@ -34,11 +34,16 @@ def compile(  # noqa: A001 - the name users expect
     wrt: Sequence[Tensor] | None = None,
     backend: str = "numpy",
     optimize: bool = True,
+    optimizer: Any = None,
+    return_gradients: bool | None = None,
 ) -> Executable:
     """Compile a graph into a program that computes ``outputs``.
 
     With ``loss``, the program also returns ``"loss"`` and, for every value
     in ``wrt`` (all parameters by default), its gradient as ``"grad/NAME"``.
+    With an ``optimizer`` (see :mod:`lightnet_graph.optim`) each run also
+    updates the parameters in ``wrt``, and gradients are returned only when
+    ``return_gradients`` is true.
     """
     named = _named_outputs(outputs)
     if loss is not None:
@@ -62,8 +67,14 @@ def compile(  # noqa: A001 - the name users expect
         for target in targets:
             source.check_owned(target)
         gradients = grad(graph.tensor(loss.node), [graph.tensor(t.node) for t in targets])
-        for target, gradient in zip(targets, gradients):
-            nodes[f"grad/{target.name}"] = gradient.node
+        if return_gradients or (return_gradients is None and optimizer is None):
+            for target, gradient in zip(targets, gradients, strict=True):
+                nodes[f"grad/{target.name}"] = gradient.node
+        if optimizer is not None:
+            pairs = [(graph.tensor(t.node), g) for t, g in zip(targets, gradients, strict=True)]
+            optimizer.apply(graph, pairs)
+    elif optimizer is not None:
+        raise GraphError("compile: an optimizer needs loss=, the value to minimize")
     stages["backward"] = graph.copy()
 
     # simplify

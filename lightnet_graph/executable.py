@@ -75,13 +75,16 @@ class Executable:
     def run(self, feeds: Mapping[str, Any] | None = None, /, **named: Any) -> dict[str, np.ndarray]:
         """Run the program on ``feeds`` (or keyword inputs) and return its outputs.
 
-        States declared with ``Graph.assign`` take their new values afterwards.
+        States and parameters given new values with ``Graph.assign`` take
+        them afterwards.
         """
         values = dict(feeds or {})
         values.update(named)
         bound = self.bind_inputs(values)
-        outputs, new_states = self._execute(bound)
-        self.states.update(new_states)
+        outputs, updates = self._execute(bound)
+        for name, value in updates.items():
+            target = self.parameters if name in self.parameters else self.states
+            target[name] = value
         return outputs
 
     def bind_inputs(self, values: Mapping[str, Any]) -> dict[str, np.ndarray]:

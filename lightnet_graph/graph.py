@@ -348,21 +348,26 @@ class Graph:
         array.setflags(write=False)
         return self._leaf(CONSTANT, name or "const", array.shape, array.dtype, value=array)
 
-    def assign(self, state: Tensor, value: Tensor) -> None:
-        """Make ``value`` the new content of ``state`` after every run."""
-        self.check_owned(state)
+    def assign(self, target: Tensor, value: Tensor) -> None:
+        """Make ``value`` the new content of ``target`` after every run.
+
+        ``target`` is a state or a parameter (optimizers update parameters
+        this way). Every run reads the old contents; the new ones are
+        written after all outputs are computed.
+        """
+        self.check_owned(target)
         self.check_owned(value)
-        if state.kind != STATE:
+        if target.kind not in (STATE, PARAMETER):
             raise GraphError(
-                f"assign: {state.name!r} is a {state.kind}, not a state; "
+                f"assign: {target.name!r} is a {target.kind}, not a state or parameter; "
                 "declare it with Graph.state()"
             )
-        if value.type != state.type:
+        if value.type != target.type:
             raise ShapeError(
-                f"assign: state {state.name!r} is {state.type} but the new value "
+                f"assign: {target.name!r} is {target.type} but the new value "
                 f"{value.name!r} is {value.type}; they must match"
             )
-        self.updates[state.node] = value.node
+        self.updates[target.node] = value.node
 
     # -- queries ------------------------------------------------------------
 
