@@ -44,7 +44,70 @@ def _parser() -> argparse.ArgumentParser:
                        help="relative tolerance (default 1e-6 in float64, 2e-2 in float32)")
     check.add_argument("--backend", default="numpy", help="backend to check (default numpy)")
     check.set_defaults(handler=_gradcheck)
+
+    train = commands.add_parser(
+        "train",
+        help="train a built-in job",
+        description="Train a built-in job, evaluating and checkpointing as it goes.",
+    )
+    train.add_argument("job", help="the job to train: mlp-digits")
+    train.add_argument("--steps", type=int, help="training steps (the job's default if omitted)")
+    train.add_argument("--batch", type=int, help="batch size (the job's default if omitted)")
+    train.add_argument("--hidden", type=int, help="hidden size (the job's default if omitted)")
+    train.add_argument("--lr", type=float, help="learning rate (the job's default if omitted)")
+    train.add_argument("--seed", type=int, default=0, help="seed for weights and data (default 0)")
+    train.add_argument("--dtype", default="float32", choices=["float32", "float64"],
+                       help="dtype of the model (default float32)")
+    train.add_argument("--backend", default="numpy",
+                       help="numpy, opencl or auto (an OpenCL GPU if present; default numpy)")
+    train.add_argument("--eval-every", type=int,
+                       help="evaluate every N steps (default: 10 times per run)")
+    train.add_argument("--checkpoint-dir", help="folder for checkpoint.npz")
+    train.add_argument("--checkpoint-every", type=int, default=0,
+                       help="write a checkpoint every N steps and at the end (default: only at "
+                       "the end, when --checkpoint-dir is given)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue from the checkpoint in --checkpoint-dir")
+    train.add_argument("--plot", help="draw the loss curves to this PNG file (needs matplotlib)")
+    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    train.set_defaults(handler=_train)
     return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .jobs import JOBS
+    from .train import Trainer, plot_history
+
+    if args.job not in JOBS:
+        raise LightnetError(f"unknown job {args.job!r}; built-in jobs are: {', '.join(sorted(JOBS))}")
+    job_class = JOBS[args.job]
+    job = job_class(backend=args.backend, dtype=args.dtype, batch=args.batch,
+                    hidden=args.hidden, lr=args.lr, seed=args.seed)
+    steps = args.steps or job_class.default_steps
+    for line in job.describe():
+        print(line)
+    eval_every = args.eval_every or max(steps // 10, 1)
+    checkpoint_every = args.checkpoint_every or (steps if args.checkpoint_dir else 0)
+
+    def report(step: int, metrics: dict[str, float]) -> None:
+        values = ", ".join(f"{key} {value:.4f}" for key, value in metrics.items())
+        print(f"step {step}: {values}", flush=True)
+
+    trainer = Trainer(job, steps, eval_every=eval_every, checkpoint_dir=args.checkpoint_dir,
+                      checkpoint_every=checkpoint_every, progress=not args.no_progress,
+                      on_evaluation=report)
+    if args.resume:
+        trainer.resume()
+    history = trainer.run()
+    if history.losses:
+        print(f"trained steps {trainer.start_step + 1}-{steps} in {history.seconds:.1f} s; "
+              f"last training loss {history.losses[-1]:.4f}")
+    if args.plot:
+        plot_history(history, args.plot, args.job)
+        print(f"wrote {args.plot}")
+    for line in job.finish():
+        print(line)
+    return 0
 
 
 def _gradcheck(args: argparse.Namespace) -> int:
