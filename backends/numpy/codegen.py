@@ -7,6 +7,7 @@ written with repr().
 
 from __future__ import annotations
 
+import builtins
 import os
 from dataclasses import dataclass, field
 from typing import Mapping
@@ -16,7 +17,10 @@ import numpy as np
 from lightnet_graph.graph import CONSTANT, INPUT, OP, PARAMETER, STATE, Graph, python_identifier
 from lightnet_graph.ops.base import literal
 
+# Builtins are reserved because templates call some of them (slice() in
+# unslice), and a value named "slice" must not shadow it.
 _RESERVED = {"inputs", "parameters", "states", "constants", "buffers", "np", "k", "run", "allocate"}
+_RESERVED |= set(dir(builtins))
 
 
 @dataclass
