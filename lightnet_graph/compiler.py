@@ -16,6 +16,7 @@ from .executable import Executable
 from .graph import Graph, Tensor
 from .passes.autodiff import grad
 from .passes.simplify import simplify
+from .passes.unroll import unroll
 from .passes.verify import verify
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ def compile(  # noqa: A001 - the name users expect
     outputs: Tensor | Sequence[Tensor] | Mapping[str, Tensor] | None = None,
     *,
     loss: Tensor | None = None,
-    wrt: Sequence[Tensor] | None = None,
+    wrt: Sequence[Tensor | str] | None = None,
     backend: str = "numpy",
     optimize: bool = True,
     optimizer: Any = None,
@@ -41,6 +42,9 @@ def compile(  # noqa: A001 - the name users expect
 
     With ``loss``, the program also returns ``"loss"`` and, for every value
     in ``wrt`` (all parameters by default), its gradient as ``"grad/NAME"``.
+    ``wrt`` takes Tensors and value names. Names are looked up after the
+    recurrences are unrolled: ``"lstm.h@3"`` is the state that step 3 of the
+    recurrence named ``lstm`` produces, and its gradient is ``"grad/lstm.h@3"``.
     With an ``optimizer`` (see :mod:`lightnet_graph.optim`) each run also
     updates the parameters in ``wrt``, and gradients are returned only when
     ``return_gradients`` is true.
@@ -59,19 +63,19 @@ def compile(  # noqa: A001 - the name users expect
 
     # verify, unroll
     verify(graph, nodes)
+    replaced = unroll(graph)
+    nodes = {name: replaced.get(node, node) for name, node in nodes.items()}
     stages["unrolled"] = graph.copy()
 
     # autodiff
     if loss is not None:
-        targets = source.parameters if wrt is None else list(wrt)
-        for target in targets:
-            source.check_owned(target)
-        gradients = grad(graph.tensor(loss.node), [graph.tensor(t.node) for t in targets])
+        targets = _gradient_targets(source, graph, wrt, replaced)
+        gradients = grad(graph.tensor(nodes["loss"]), list(targets.values()))
         if return_gradients or (return_gradients is None and optimizer is None):
             for target, gradient in zip(targets, gradients, strict=True):
-                nodes[f"grad/{target.name}"] = gradient.node
+                nodes[f"grad/{target}"] = gradient.node
         if optimizer is not None:
-            pairs = [(graph.tensor(t.node), g) for t, g in zip(targets, gradients, strict=True)]
+            pairs = list(zip(targets.values(), gradients, strict=True))
             optimizer.apply(graph, pairs)
     elif optimizer is not None:
         raise GraphError("compile: an optimizer needs loss=, the value to minimize")
@@ -100,6 +104,25 @@ def load_backend(name: str) -> Any:
     raise UnknownBackendError(
         f"unknown backend {name!r}; installed backends are: {', '.join(known)}"
     )
+
+
+def _gradient_targets(source: Graph, graph: Graph, wrt: Sequence[Tensor | str] | None,
+                      replaced: Mapping[int, int]) -> dict[str, Tensor]:
+    """Map each ``wrt`` entry's name to its value in the unrolled ``graph``."""
+    targets: dict[str, Tensor] = {}
+    for target in source.parameters if wrt is None else wrt:
+        if isinstance(target, str):
+            if target not in graph:
+                raise GraphError(
+                    f"compile: wrt names {target!r}, which is not a value of graph "
+                    f"{graph.name!r} after unrolling. Unrolled states are named "
+                    "RECURRENCE.STATE@t, for t from 0 to T - 1"
+                )
+            targets[target] = graph[target]
+        else:
+            source.check_owned(target)
+            targets[target.name] = graph.tensor(replaced.get(target.node, target.node))
+    return targets
 
 
 def _named_outputs(outputs: Any) -> dict[str, Tensor]:
