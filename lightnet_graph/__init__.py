@@ -29,5 +29,7 @@ from .graph import Graph, Tensor, TensorType
 from .ops import *  # noqa: F403 - the op functions are the public API
 from .passes.autodiff import grad
 from .compiler import Executable, compile
+from .recurrence import recurrence
+from . import cells
 
 __version__ = "0.1.0"
