@@ -161,3 +161,7 @@ def mlp_bn(dtype: Any = "float32", batch: int | None = None, hidden: int | None 
     loss = ops.softmax_cross_entropy(logits, labels, "mean")
     return Model(g, loss, _classification_feeds(features, classes, batch, g.dtype),
                  {"logits": logits})
+
+
+# The recurrent models register themselves on import.
+from . import models_recurrent  # noqa: E402,F401
