@@ -40,14 +40,21 @@ _INTERNAL_PATHS: list[str] = [os.path.dirname(os.path.abspath(__file__)) + os.se
 _USER_PATHS: list[str] = []
 
 
+# For each absolute filename, whether its frames are user code. It is cached
+# because every declared node looks up several frames; marking a path clears it.
+_USER_FILE_CACHE: dict[str, bool] = {}
+
+
 def mark_internal(path: str) -> None:
     """Treat frames from ``path`` (a file or folder) as library code."""
     _INTERNAL_PATHS.append(_normalized(path))
+    _USER_FILE_CACHE.clear()
 
 
 def mark_user_code(path: str) -> None:
     """Treat frames from ``path`` as user code even inside the library."""
     _USER_PATHS.append(_normalized(path))
+    _USER_FILE_CACHE.clear()
 
 
 def _normalized(path: str) -> str:
@@ -70,12 +77,23 @@ def caller_location() -> Location | None:
     """Return the innermost frame on the stack that is not library code."""
     frame = sys._getframe(1)
     while frame is not None:
-        filename = os.path.abspath(frame.f_code.co_filename)
-        user = filename.startswith(tuple(_USER_PATHS))
-        if user or not filename.startswith(tuple(_INTERNAL_PATHS)):
+        if _is_user_file(frame.f_code.co_filename):
             return Location(frame.f_code.co_filename, frame.f_lineno)
         frame = frame.f_back
     return None
+
+
+def _is_user_file(filename: str) -> bool:
+    user = _USER_FILE_CACHE.get(filename)
+    if user is None:
+        path = os.path.abspath(filename)
+        user = path.startswith(tuple(_USER_PATHS)) or not path.startswith(
+            tuple(_INTERNAL_PATHS)
+        )
+        # A relative name resolves against the current directory, which can change.
+        if os.path.isabs(filename):
+            _USER_FILE_CACHE[filename] = user
+    return user
 
 
 @dataclass(frozen=True)
@@ -400,8 +418,14 @@ class Graph:
 
     def operands(self, node: int) -> list[int]:
         """Return the operand nodes of ``node`` in slot order."""
-        edges = sorted(self.nx.in_edges(node, keys=True), key=lambda e: e[2])
-        return [u for u, _, _ in edges]
+        # Reading the predecessor map directly is several times faster than
+        # an in_edges view, and every pass calls this once per node.
+        slots = sorted(
+            (slot, operand)
+            for operand, slot_data in self.nx.pred[node].items()
+            for slot in slot_data
+        )
+        return [operand for _, operand in slots]
 
     def consumers(self, node: int) -> list[int]:
         return sorted({v for _, v in self.nx.out_edges(node)})
