@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import pytest
 import lightnet_graph as lg
 from lightnet_graph import cells
 from lightnet_graph.errors import GradientError, GraphError, ShapeError
-from lightnet_graph.gradcheck import compare
+from lightnet_graph.gradcheck import check_op, compare
 from lightnet_graph.interpreter import evaluate
 from lightnet_graph.recurrence import Recurrence
 
@@ -123,7 +124,7 @@ def test_shape_error_names_op_and_line() -> None:
     xs = g.input("xs", (3, BATCH, FEATURES))
     h0 = g.input("h0", (BATCH, HIDDEN))
     w = g.parameter("w", (HIDDEN, HIDDEN))
-    lines = open(__file__).read().splitlines()
+    lines = Path(__file__).read_text().splitlines()
     line = next(
         i + 1 for i, text in enumerate(lines) if text.endswith("# the shape error")
     )
@@ -387,3 +388,13 @@ def test_per_step_names_resolve() -> None:
         values["grad/cell.h@2"], y_last * (1 - y_last), rtol=1e-13
     )
     assert values["grad/cell.h@0"].shape == (BATCH, HIDDEN)
+
+
+def test_gradcheck_op_check_covers_recurrence() -> None:
+    # gradcheck checks each op of the declared graph on its own after a
+    # failure; for a recurrence that runs the step graph through forward().
+    g, ys, _, feeds = gated_model(3)
+    values = evaluate(g, [ys.node], feeds)
+    operands = [values[t.node] for t in ys.inputs]
+    error, passed = check_op(ys.op, operands, np.random.default_rng(0))
+    assert passed, f"recurrence gradient is off by {error:.2e}"
