@@ -113,7 +113,8 @@ class Executable:
                     f"input {name!r} has dtype {array.dtype}, expected {ttype.dtype}; "
                     f"convert it with .astype({ttype.dtype.name!r})"
                 )
-            bound[name] = np.ascontiguousarray(array, dtype=ttype.dtype)
+            # np.ascontiguousarray would turn a 0-d value into shape (1,).
+            bound[name] = np.asarray(array, dtype=ttype.dtype, order="C")
         return bound
 
     def _execute(self, inputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:

@@ -86,11 +86,11 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray, reduction: str
     classes = logits.shape[-1]
     check_labels(labels, classes)
     top = np.max(logits, axis=-1, keepdims=True)
-    lse = np.log(np.sum(np.exp(logits - top), axis=-1)) + top[..., 0]
-    picked = np.take_along_axis(logits, labels[..., None].astype(np.intp), axis=-1)[..., 0]
-    # Subtracting the max from the picked logit before adding it back keeps
-    # equal large logits exact: (lse - top) - (picked - top).
-    losses = (lse - top[..., 0]) - (picked - top[..., 0])
+    shifted = logits - top
+    picked = np.take_along_axis(shifted, labels[..., None].astype(np.intp), axis=-1)[..., 0]
+    # Both terms stay relative to the max, because adding the max back to the
+    # log-sum-exp would round ln 2 away next to logits of 1e8.
+    losses = np.log(np.sum(np.exp(shifted), axis=-1)) - picked
     total = np.sum(losses)
     if reduction == "mean":
         total = total / max(losses.size, 1)

@@ -8,7 +8,7 @@ import numpy as np
 
 import lightnet_graph.ops as F
 
-from ..errors import DTypeError, GradientError, ShapeError
+from ..errors import DTypeError, ShapeError
 from ..graph import INDEX_DTYPES, Tensor, TensorType
 from .base import Op, apply, float_dtype, literal, normalize_axes, register
 
@@ -178,10 +178,45 @@ class BatchNormGrad(Op):
         )
 
     def gradient(self, inputs: list[Tensor], output: Tensor, dy: Tensor) -> list[Tensor | None]:
-        raise GradientError(
-            "second derivatives through batch_norm are not supported; "
-            "differentiate the first-order gradient only"
-        )
+        """Differentiate batch_norm, written out in elementwise ops, twice.
+
+        The first derivative of that expression with respect to ``wrt`` is
+        this op's value, and autodiff differentiates it once more.
+        """
+        # Imported here because the autodiff pass imports this module.
+        from ..passes.autodiff import grad
+
+        # stop_gradient copies cut each operand off from the values it was
+        # computed from, so the rule returns partial derivatives even when
+        # the incoming dy itself depends on x.
+        x, gamma, mean, var, upstream = (F.stop_gradient(t) for t in inputs)
+        beta = x.graph.constant(np.zeros(gamma.shape, gamma.dtype))
+        y = _batch_norm_expression(x, gamma, beta, mean, var, self.momentum, self.eps,
+                                   self.training)
+        operands = {"x": x, "gamma": gamma, "beta": beta, "mean": mean, "var": var}
+        (first,) = grad(y, [operands[self.wrt]], dy=upstream)
+        return grad(first, [x, gamma, mean, var, upstream], dy=dy)
+
+
+def _batch_norm_expression(x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor, var: Tensor,
+                           momentum: float, eps: float, training: bool) -> Tensor:
+    """Declare batch_norm from reductions and elementwise ops.
+
+    Autodiff can differentiate this form to any order. :class:`BatchNorm`
+    gives the math.
+    """
+    axes = (0,) + tuple(range(2, x.ndim))
+    shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+    mu = F.reshape(mean, shape)
+    sigma2 = F.reshape(var, shape)
+    if training:
+        batch_mean = F.mean(x, axes, keepdims=True)
+        mu = F.add(F.mul(batch_mean, 1.0 - momentum), F.mul(mu, momentum))
+        centered = F.sub(x, mu)
+        batch_var = F.mean(F.mul(centered, centered), axes, keepdims=True)
+        sigma2 = F.add(F.mul(batch_var, 1.0 - momentum), F.mul(sigma2, momentum))
+    normalized = F.div(F.sub(x, mu), F.sqrt(F.add(sigma2, eps)))
+    return F.add(F.mul(F.reshape(gamma, shape), normalized), F.reshape(beta, shape))
 
 
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
