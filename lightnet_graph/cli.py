@@ -50,7 +50,12 @@ def _parser() -> argparse.ArgumentParser:
         help="train a built-in job",
         description="Train a built-in job, evaluating and checkpointing as it goes.",
     )
-    train.add_argument("job", help="the job to train: mlp-digits")
+    train.add_argument("job", help="the job to train: char-lstm, char-gru, char-rnn, "
+                       "skip-rnn or mlp-digits")
+    train.add_argument("--seq-len", type=int, help="sequence length T of character jobs "
+                       "(default 64)")
+    train.add_argument("--data", help="a UTF-8 text file for character jobs (default: the "
+                       "Python documentation text in pydoc_data.topics)")
     train.add_argument("--steps", type=int, help="training steps (the job's default if omitted)")
     train.add_argument("--batch", type=int, help="batch size (the job's default if omitted)")
     train.add_argument("--hidden", type=int, help="hidden size (the job's default if omitted)")
@@ -71,7 +76,53 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--plot", help="draw the loss curves to this PNG file (needs matplotlib)")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     train.set_defaults(handler=_train)
+
+    sample = commands.add_parser(
+        "sample",
+        help="generate text from a character-model checkpoint",
+        description="Generate text from a checkpoint of a character job (char-lstm, "
+        "char-gru, char-rnn, skip-rnn), running a step compiled for T = 1.",
+    )
+    sample.add_argument("checkpoint", help="a checkpoint.npz written by lightnet-graph train")
+    sample.add_argument("--length", type=int, default=500,
+                        help="characters to generate (default 500)")
+    sample.add_argument("--temperature", type=float, default=1.0,
+                        help="softmax temperature; lower is more conservative (default 1.0)")
+    sample.add_argument("--prime", default="\n", help="text fed before sampling (default a newline)")
+    sample.add_argument("--seed", type=int, default=0, help="seed for sampling (default 0)")
+    sample.add_argument("--backend", default="numpy", help="numpy, opencl or auto (default numpy)")
+    sample.set_defaults(handler=_sample)
     return parser
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from .checkpoint import CheckpointError, describe_difference, read_checkpoint
+    from .data import Vocabulary
+    from .jobs import Sampler
+
+    if args.length < 0:
+        raise LightnetError(f"--length {args.length} must not be negative")
+    header, arrays = read_checkpoint(args.checkpoint)
+    settings = header.get("metadata", {}).get("settings", {})
+    if "vocab" not in settings or "kind" not in settings:
+        raise CheckpointError(
+            f"checkpoint {args.checkpoint!r} is not from a character job; sample needs one "
+            "written by lightnet-graph train char-lstm (or char-gru, char-rnn, skip-rnn)"
+        )
+    sampler = Sampler(settings["kind"], Vocabulary(settings["vocab"]), settings["hidden"],
+                      settings.get("dtype", "float32"), args.backend)
+    parameters = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")}
+    expected = {k: ["parameter", list(v.shape), v.dtype.name]
+                for k, v in sampler.program.parameters.items()}
+    found = {k: ["parameter", list(v.shape), v.dtype.name] for k, v in parameters.items()}
+    if found != expected:
+        raise CheckpointError(
+            f"checkpoint {args.checkpoint!r} does not fit its own model settings: "
+            f"{describe_difference(found, expected)}"
+        )
+    sampler.load(parameters)
+    print(sampler.sample(args.length, args.temperature, args.prime, args.seed))
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -82,7 +133,8 @@ def _train(args: argparse.Namespace) -> int:
         raise LightnetError(f"unknown job {args.job!r}; built-in jobs are: {', '.join(sorted(JOBS))}")
     job_class = JOBS[args.job]
     job = job_class(backend=args.backend, dtype=args.dtype, batch=args.batch,
-                    hidden=args.hidden, lr=args.lr, seed=args.seed)
+                    hidden=args.hidden, lr=args.lr, seed=args.seed, seq_len=args.seq_len,
+                    data=args.data)
     steps = args.steps or job_class.default_steps
     for line in job.describe():
         print(line)

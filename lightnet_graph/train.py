@@ -137,6 +137,8 @@ class Trainer:
         bar = tqdm(total=self.steps, initial=self.start_step, disable=not self.progress,
                    unit="step", dynamic_ncols=True)
         try:
+            if self.eval_every and self.start_step == 0:
+                self._evaluate(0, history)
             for step in range(self.start_step, self.steps):
                 started = time.perf_counter()
                 loss = float(self.job.program.run(self.job.batch(step))["loss"])
@@ -153,16 +155,20 @@ class Trainer:
                 bar.update(1)
                 done = step + 1
                 if self.eval_every and (done % self.eval_every == 0 or done == self.steps):
-                    metrics = self.job.evaluate()
-                    history.evaluations.append((done, metrics))
-                    if self.on_evaluation is not None:
-                        self.on_evaluation(done, metrics)
+                    self._evaluate(done, history)
                 if self.checkpoint_every and (done % self.checkpoint_every == 0 or done == self.steps):
                     self.save(done)
         finally:
             bar.close()
         history.seconds = time.perf_counter() - began
         return history
+
+    def _evaluate(self, step: int, history: History) -> None:
+        metrics = self.job.evaluate()
+        history.evaluations.append((step, metrics))
+        logger.info("step %d: %s", step, metrics)
+        if self.on_evaluation is not None:
+            self.on_evaluation(step, metrics)
 
 
 def plot_history(history: History, path: str | os.PathLike[str], title: str) -> None:
