@@ -15,7 +15,7 @@ graph, and run the code a backend generates for it::
     values = program.run(x=..., y=...)   # {"loss": ..., "grad/w": ..., "grad/b": ...}
 """
 
-from . import init, ops
+from . import init, ops, optim
 from .errors import (
     DTypeError,
     GraphError,

@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--rtol", type=float,
                        help="relative tolerance (default 1e-6 in float64, 2e-2 in float32)")
     check.add_argument("--backend", default="numpy", help="backend to check (default numpy)")
+    check.add_argument("--check-numerics", action="store_true",
+                       help="name the first op that produces NaN or Inf (slower)")
     check.set_defaults(handler=_gradcheck)
 
     train = commands.add_parser(
@@ -75,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="continue from the checkpoint in --checkpoint-dir")
     train.add_argument("--plot", help="draw the loss curves to this PNG file (needs matplotlib)")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    train.add_argument("--check-numerics", action="store_true",
+                       help="name the first op that produces NaN or Inf (slower)")
     train.set_defaults(handler=_train)
 
     sample = commands.add_parser(
@@ -135,6 +139,7 @@ def _train(args: argparse.Namespace) -> int:
     job = job_class(backend=args.backend, dtype=args.dtype, batch=args.batch,
                     hidden=args.hidden, lr=args.lr, seed=args.seed, seq_len=args.seq_len,
                     data=args.data)
+    job.program.check_numerics = args.check_numerics
     steps = args.steps or job_class.default_steps
     for line in job.describe():
         print(line)
@@ -171,7 +176,7 @@ def _gradcheck(args: argparse.Namespace) -> int:
     if args.samples < 1:
         raise LightnetError(f"--samples {args.samples} must be at least 1")
     report = gradcheck(model, samples=args.samples, seed=args.seed, rtol=args.rtol,
-                       backend=args.backend)
+                       backend=args.backend, check_numerics=args.check_numerics)
     print(f"gradcheck {args.model}: {args.dtype}, {args.samples} samples per parameter, "
           f"rtol {report.rtol:g}")
     width = max([len("parameter")] + [len(c.name) for c in report.parameters])

@@ -52,3 +52,7 @@ class GradientError(LightnetError, RuntimeError):
 
 class ModelNotFoundError(LightnetError, ValueError):
     """A model name or `path.py:function` reference could not be loaded."""
+
+
+class NumericsError(LightnetError, FloatingPointError):
+    """An op produced NaN or Inf while numerics checking was on."""

@@ -11,8 +11,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .errors import InputValueError, UnboundInputError
-from .graph import INPUT, PARAMETER, STATE, Graph, TensorType
+from .errors import InputValueError, NumericsError, UnboundInputError
+from .graph import INPUT, OP, PARAMETER, STATE, Graph, TensorType
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,10 @@ class Executable:
 
     backend_name = ""
 
+    #: When true, every run also evaluates the graph op by op and raises
+    #: NumericsError naming the first op whose output holds NaN or Inf.
+    check_numerics = False
+
     def __init__(self, graph: Graph, outputs: Mapping[str, int], stages: Mapping[str, Graph]):
         self.graph = graph
         self.outputs = dict(outputs)
@@ -81,6 +85,8 @@ class Executable:
         values = dict(feeds or {})
         values.update(named)
         bound = self.bind_inputs(values)
+        if self.check_numerics:
+            self.find_nonfinite(bound)
         outputs, updates = self._execute(bound)
         for name, value in updates.items():
             target = self.parameters if name in self.parameters else self.states
@@ -117,6 +123,31 @@ class Executable:
             bound[name] = np.asarray(array, dtype=ttype.dtype, order="C")
         return bound
 
+    def find_nonfinite(self, inputs: Mapping[str, np.ndarray]) -> None:
+        """Evaluate the graph op by op; raise at the first NaN or Inf output."""
+        from .interpreter import evaluate
+
+        graph = self.graph
+        with np.errstate(all="ignore"):
+            values = evaluate(graph, list(self.outputs.values()) + list(graph.updates.values()),
+                              inputs, self.get_parameters(), self.get_states(),
+                              stop=_first_nonfinite)
+        for node, value in values.items():
+            if not _first_nonfinite(value):
+                continue
+            data = graph.nx.nodes[node]
+            bad = "NaN" if np.isnan(value).any() else "Inf"
+            if data["kind"] != OP:
+                raise NumericsError(
+                    f"{data['kind']} {data['name']!r} holds {bad} before any op runs"
+                )
+            operands = ", ".join(graph.nx.nodes[n]["name"] for n in graph.operands(node))
+            where = f", declared at {data['location']}" if data["location"] else ""
+            raise NumericsError(
+                f"{data['op'].name} {data['name']!r}{where} produced {bad} from "
+                f"finite operands ({operands}); check the values that reach it"
+            )
+
     def _execute(self, inputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         raise NotImplementedError
 
@@ -149,6 +180,10 @@ class Executable:
 
     def memory_plan(self) -> MemoryPlan:
         raise NotImplementedError
+
+
+def _first_nonfinite(value: np.ndarray) -> bool:
+    return value.dtype.kind == "f" and not bool(np.all(np.isfinite(value)))
 
 
 def _describe(types: Mapping[str, TensorType]) -> str:

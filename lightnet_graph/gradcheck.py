@@ -76,15 +76,19 @@ def compare(computed: np.ndarray, reference: np.ndarray, rtol: float, atol: floa
 
 
 def gradcheck(model: Model, samples: int = 16, seed: int = 0, rtol: float | None = None,
-              backend: str = "numpy") -> Report:
-    """Check the gradient of ``model.loss`` for every parameter of its graph."""
+              backend: str = "numpy", check_numerics: bool = False) -> Report:
+    """Check the gradient of ``model.loss`` for every parameter of its graph.
+
+    With ``check_numerics``, a NaN or Inf raises NumericsError naming the
+    op that produced it.
+    """
     graph = model.graph
     eps, default_rtol, atol = DEFAULTS[graph.dtype]
     rtol = default_rtol if rtol is None else rtol
     rng = np.random.default_rng(seed)
     feeds = model.make_feeds(rng)
 
-    program = compile(loss=model.loss, backend=backend)
+    program = compile(loss=model.loss, backend=backend, check_numerics=check_numerics)
     forward = compile({"loss": model.loss}, backend=backend)
     states = program.get_states()
     gradients = program.run(feeds)

@@ -6,7 +6,7 @@ it, and tests use it as a second opinion on generated code.
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import networkx as nx
 import numpy as np
@@ -17,10 +17,13 @@ from .graph import CONSTANT, INPUT, OP, PARAMETER, STATE, Graph
 
 def evaluate(graph: Graph, targets: Iterable[int], feeds: Mapping[str, np.ndarray] | None = None,
              parameters: Mapping[str, np.ndarray] | None = None,
-             states: Mapping[str, np.ndarray] | None = None) -> dict[int, np.ndarray]:
+             states: Mapping[str, np.ndarray] | None = None,
+             stop: Callable[[np.ndarray], bool] | None = None) -> dict[int, np.ndarray]:
     """Return the value of every node that ``targets`` depend on, keyed by node.
 
     Parameters and states default to their initial values in the graph.
+    With ``stop``, evaluation ends after the first op value for which
+    ``stop(value)`` is true.
     """
     feeds = feeds or {}
     parameters = parameters or {}
@@ -36,6 +39,8 @@ def evaluate(graph: Graph, targets: Iterable[int], feeds: Mapping[str, np.ndarra
         if kind == OP:
             operands = [values[n] for n in graph.operands(node)]
             values[node] = data["op"].forward(*operands)
+            if stop is not None and stop(values[node]):
+                break
         elif kind == CONSTANT:
             values[node] = data["value"]
         elif kind == PARAMETER:
