@@ -40,6 +40,7 @@ def compile(  # noqa: A001 - the name users expect
 ) -> Executable:
     """Compile a graph into a program that computes ``outputs``.
 
+    check_numerics: bool = False,
     With ``loss``, the program also returns ``"loss"`` and, for every value
     in ``wrt`` (all parameters by default), its gradient as ``"grad/NAME"``.
     ``wrt`` takes Tensors and value names. Names are looked up after the
@@ -47,7 +48,9 @@ def compile(  # noqa: A001 - the name users expect
     recurrence named ``lstm`` produces, and its gradient is ``"grad/lstm.h@3"``.
     With an ``optimizer`` (see :mod:`lightnet_graph.optim`) each run also
     updates the parameters in ``wrt``, and gradients are returned only when
-    ``return_gradients`` is true.
+    ``return_gradients`` is true. With ``check_numerics`` every run also
+    evaluates the graph op by op, slowly, and raises NumericsError naming
+    the first op that produced NaN or Inf and the line that declared it.
     """
     named = _named_outputs(outputs)
     if loss is not None:
@@ -87,7 +90,9 @@ def compile(  # noqa: A001 - the name users expect
     stages["optimized"] = graph.copy()
 
     # backend lowering
-    return load_backend(backend).lower(graph, nodes, stages)
+    executable = load_backend(backend).lower(graph, nodes, stages)
+    executable.check_numerics = check_numerics
+    return executable
 
 
 def load_backend(name: str) -> Any:
