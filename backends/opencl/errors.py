@@ -1,0 +1,27 @@
+"""Errors of the OpenCL backend; each names the value or kernel and the fix."""
+
+from __future__ import annotations
+
+from lightnet_graph.errors import DTypeError, LightnetError
+
+POCL_INSTALL = 'pip install "lightnet-graph[pocl]"'
+
+
+class NoOpenCLPlatformError(LightnetError, RuntimeError):
+    """pyopencl is missing, or no OpenCL platform or device was found."""
+
+
+class DeviceNotFoundError(LightnetError, ValueError):
+    """A device request matches none of the devices found."""
+
+
+class KernelBuildError(LightnetError, RuntimeError):
+    """The OpenCL compiler rejected a generated kernel."""
+
+
+class DeviceMemoryError(LightnetError, MemoryError):
+    """A buffer, or the whole memory plan, does not fit in device memory."""
+
+
+class UnsupportedDTypeError(DTypeError):
+    """The device cannot compute in a dtype the graph uses (float64, float16)."""
