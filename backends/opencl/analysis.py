@@ -1,0 +1,547 @@
+"""Graph analysis for the OpenCL backend: views, in-place assembly and fusion.
+
+The analysis decides, for every node of an optimized graph, where its
+value lives and which kernel computes it:
+
+- views (transpose, slice, broadcast_to, stop_gradient and most reshapes)
+  share the storage of the value they read;
+- an ``add`` whose operand is a matrix product or a reduction read by
+  nothing else becomes that kernel's *addend* (C = A B + X), so gradient
+  sums over time steps accumulate in place;
+- ``concat`` and sums of ``unslice`` values over disjoint boxes become an
+  *assembly*: each piece is written straight into its region of the
+  result by the kernel that computes it, or copied there when it cannot be;
+- elementwise ops are grouped into fused kernels by the level rule below.
+
+Fusion rule. Every kernel gets a level: a matrix product, reduction or
+other whole kernel sits one level above the kernels it reads, and an
+elementwise op sits at the level of the ops it reads element for element
+(a *fusible edge*) and above everything else it reads. Elementwise ops
+then move as late as their readers allow. The connected groups of fusible
+edges within one level are the fused kernels. Every edge between two
+kernels climbs at least one level, so ordering kernels by level is a valid
+schedule, and the rule never looks at what the ops are: an LSTM's or GRU's
+gate math, or a cell nobody has declared before, fuses the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lightnet_graph.errors import UnknownOpError
+from lightnet_graph.graph import CONSTANT, INPUT, OP, PARAMETER, STATE, Graph
+
+from . import views
+from .views import View
+
+logger = logging.getLogger(__name__)
+
+LEAF = "leaf"
+VIEW = "view"
+POINTWISE = "pointwise"
+HEAVY = "heavy"
+ASSEMBLE = "assemble"
+ABSORBED = "absorbed"
+
+ELEMENTWISE_OPS = {
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "equal",
+    "neg",
+    "exp",
+    "log",
+    "sqrt",
+    "relu",
+    "leaky_relu",
+    "step",
+    "tanh",
+    "sigmoid",
+    "cast",
+}
+# Pointwise ops whose operands are read at other positions than the output's.
+INDEXED_OPS = {"one_hot", "gather", "unslice"}
+VIEW_OPS = {"reshape", "transpose", "slice", "broadcast_to", "stop_gradient"}
+HEAVY_OPS = {
+    "matmul",
+    "linear",
+    "sum",
+    "mean",
+    "max",
+    "sum_to",
+    "softmax",
+    "softmax_cross_entropy",
+    "batch_norm",
+    "batch_norm_grad",
+    "scatter_add",
+}
+# Kernels that can add a value to their result while writing it.
+ADDEND_OPS = {"matmul", "sum", "mean", "sum_to", "softmax_cross_entropy"}
+# Sums of more terms than this are split into one in-place add per term, so
+# that a sum over T time steps is T launches of one kernel, not one kernel
+# whose source grows with T.
+MAX_FUSED_SUM_TERMS = 4
+
+ViewOp = tuple  # ("permute", perm) | ("index", items) | ("broadcast", shape) | ("reshape", shape)
+
+
+def apply_view_op(view: View, op: ViewOp) -> View | None:
+    kind, argument = op
+    if kind == "permute":
+        return views.permute(view, argument)
+    if kind == "index":
+        return views.index(view, argument)
+    if kind == "broadcast":
+        return views.broadcast(view, argument)
+    return views.reshape(view, argument)
+
+
+def replay(chain: tuple[ViewOp, ...], view: View) -> View | None:
+    for op in chain:
+        view = apply_view_op(view, op)
+        if view is None:
+            return None
+    return view
+
+
+@dataclass
+class Piece:
+    """One operand of an assembly and the index of its region."""
+
+    node: int  # the assembly operand (a value of the graph)
+    items: tuple  # normalized index of the region in the assembly's shape
+    placed: bool = False
+
+
+@dataclass
+class Assembly:
+    node: int
+    pieces: list[Piece]
+    covered: bool  # the pieces tile the whole result, so no zero fill is needed
+    members: tuple[int, ...] = ()  # the unslice and add nodes it replaces
+
+
+@dataclass
+class Analysis:
+    """Where each value lives and which kernel computes it."""
+
+    graph: Graph
+    order: list[int]
+    position: dict[int, int]
+    kind: dict[int, str]
+    ref: dict[int, tuple[int, tuple]]  # node -> (base node, view chain)
+    addend: dict[int, int] = field(default_factory=dict)  # heavy node -> addend value
+    alias: dict[int, int] = field(default_factory=dict)  # absorbed add -> heavy node
+    assemblies: dict[int, Assembly] = field(default_factory=dict)
+    placement: dict[int, tuple[int, tuple]] = field(default_factory=dict)
+    level: dict[int, int] = field(default_factory=dict)
+    fusible: set[tuple[int, int]] = field(default_factory=set)
+    clusters: list[list[int]] = field(default_factory=list)
+    roots: set[int] = field(default_factory=set)  # outputs and state-update values
+
+    # -- storage --------------------------------------------------------------
+
+    def storage_view(self, base: int) -> tuple[int, View]:
+        """The storage node holding ``base`` and the view of ``base`` in it."""
+        shape = self.graph.nx.nodes[base]["type"].shape
+        if base not in self.placement:
+            return base, views.contiguous(shape)
+        outer, chain = self.placement[base]
+        root, view = self.storage_view(outer)
+        placed = replay(chain, view)
+        assert placed is not None, "placement was checked to replay"
+        return root, placed
+
+    def resolve(self, node: int) -> tuple[int, View]:
+        """The storage node and view that ``node``'s value is read through."""
+        base, chain = self.ref[node]
+        root, view = self.storage_view(base)
+        resolved = replay(chain, view)
+        assert resolved is not None, "view chains are checked before placement"
+        return root, resolved
+
+    def unit(self, node: int) -> int | None:
+        """The kernel node whose output ``node`` reads, or None for leaves."""
+        base = self.ref[node][0]
+        base = self.alias.get(base, base)
+        return None if self.kind[base] == LEAF else base
+
+
+def analyze(graph: Graph, outputs: Mapping[str, int]) -> Analysis:
+    """Run the whole analysis on an optimized graph."""
+    order = graph.topological_order()
+    result = Analysis(graph, order, {n: i for i, n in enumerate(order)}, {}, {})
+    result.roots = set(outputs.values()) | set(graph.updates.values())
+    _classify(result)
+    _absorb_addends(result)
+    _find_assemblies(result)
+    _place_pieces(result)
+    _assign_levels(result)
+    return result
+
+
+# -- classification and views ----------------------------------------------------
+
+
+def _classify(a: Analysis) -> None:
+    nodes = a.graph.nx.nodes
+    for node in a.order:
+        data = nodes[node]
+        if data["kind"] in (INPUT, PARAMETER, STATE, CONSTANT):
+            a.kind[node] = LEAF
+            a.ref[node] = (node, ())
+            continue
+        if data["kind"] != OP:
+            raise UnknownOpError(
+                f"value {data['name']!r} has unknown kind {data['kind']!r}"
+            )
+        op = data["op"]
+        name = op.name
+        if name in VIEW_OPS:
+            (operand,) = a.graph.operands(node)
+            base, chain = a.ref[operand]
+            step = _view_op(op, nodes[operand]["type"].shape, data["type"].shape)
+            chain = chain + ((step,) if step is not None else ())
+            start = views.contiguous(nodes[base]["type"].shape)
+            if replay(chain, start) is not None:
+                a.kind[node] = VIEW
+                a.ref[node] = (base, chain)
+                continue
+            # A reshape of a view that no strides can express: copy it.
+            a.kind[node] = POINTWISE
+        elif name in ELEMENTWISE_OPS or name in INDEXED_OPS:
+            a.kind[node] = POINTWISE
+        elif name in HEAVY_OPS:
+            a.kind[node] = HEAVY
+        elif name == "concat":
+            a.kind[node] = ASSEMBLE
+        else:
+            raise UnknownOpError(
+                f"value {data['name']!r} uses op {name!r}, which the OpenCL backend "
+                "does not implement; compile it with backend='numpy'"
+            )
+        a.ref[node] = (node, ())
+
+
+def _view_op(op, in_shape: tuple, out_shape: tuple) -> ViewOp | None:
+    if op.name == "stop_gradient":
+        return None
+    if op.name == "transpose":
+        return ("permute", op.perm)
+    if op.name == "slice":
+        return ("index", op.index)
+    if op.name == "broadcast_to":
+        return ("broadcast", tuple(out_shape))
+    return ("reshape", tuple(out_shape))
+
+
+def consumers(a: Analysis, node: int) -> list[int]:
+    return a.graph.consumers(node)
+
+
+def _absorb_addends(a: Analysis) -> None:
+    nodes = a.graph.nx.nodes
+    for node in a.order:
+        data = nodes[node]
+        if a.kind.get(node) != POINTWISE or data["op"].name != "add":
+            continue
+        left, right = a.graph.operands(node)
+        for heavy, other in ((left, right), (right, left)):
+            if heavy == other or a.kind.get(heavy) != HEAVY or heavy in a.addend:
+                continue
+            heavy_data = nodes[heavy]
+            if heavy_data["op"].name not in ADDEND_OPS or heavy in a.roots:
+                continue
+            if (
+                heavy_data["type"] != data["type"]
+                or nodes[other]["type"] != data["type"]
+            ):
+                continue
+            if consumers(a, heavy) != [node]:
+                continue
+            a.addend[heavy] = other
+            a.alias[node] = heavy
+            a.kind[node] = ABSORBED
+            a.ref[node] = (heavy, ())
+            break
+
+
+# -- assemblies ----------------------------------------------------------------------
+
+
+def _find_assemblies(a: Analysis) -> None:
+    nodes = a.graph.nx.nodes
+    taken: set[int] = set()
+    for node in reversed(a.order):
+        if node in taken:
+            continue
+        kind = a.kind.get(node)
+        op = nodes[node].get("op")
+        if kind == ASSEMBLE:
+            a.assemblies[node] = _concat_assembly(a, node)
+            continue
+        if kind != POINTWISE or op.name not in ("add", "unslice"):
+            continue
+        found = _unslice_tree(a, node)
+        if found is None:
+            continue
+        pieces, members = found
+        if not _disjoint_boxes([p.items for p in pieces]):
+            continue
+        shape = nodes[node]["type"].shape
+        total = sum(views.index(views.contiguous(shape), p.items).size for p in pieces)
+        covered = total == int(np.prod(shape, dtype=np.int64))
+        a.assemblies[node] = Assembly(node, pieces, covered, tuple(members))
+        a.kind[node] = ASSEMBLE
+        for member in members:
+            if member != node:
+                a.kind[member] = ABSORBED
+                taken.add(member)
+
+
+def _concat_assembly(a: Analysis, node: int) -> Assembly:
+    op = a.graph.nx.nodes[node]["op"]
+    shape = a.graph.nx.nodes[node]["type"].shape
+    pieces = []
+    start = 0
+    for operand in a.graph.operands(node):
+        width = a.graph.nx.nodes[operand]["type"].shape[op.axis]
+        items = tuple(
+            (start, start + width, 1) if axis == op.axis else (0, dim, 1)
+            for axis, dim in enumerate(shape)
+        )
+        pieces.append(Piece(operand, items))
+        start += width
+    return Assembly(node, pieces, True)
+
+
+def _unslice_tree(a: Analysis, root: int) -> tuple[list[Piece], list[int]] | None:
+    """The unslice pieces of a sum rooted at ``root``, or None if it is not one."""
+    nodes = a.graph.nx.nodes
+    root_type = nodes[root]["type"]
+    pieces: list[Piece] = []
+    members: list[int] = []
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        data = nodes[node]
+        if data["type"] != root_type or a.kind.get(node) != POINTWISE:
+            return None
+        if node != root and (
+            consumers(a, node) != [_parent(a, node)] or node in a.roots
+        ):
+            return None
+        members.append(node)
+        if data["op"].name == "unslice":
+            (operand,) = a.graph.operands(node)
+            pieces.append(Piece(operand, data["op"].index))
+        elif data["op"].name == "add":
+            left, right = a.graph.operands(node)
+            if left == right:
+                return None
+            stack.extend([left, right])
+        else:
+            return None
+    return pieces, members
+
+
+def _parent(a: Analysis, node: int) -> int | None:
+    found = consumers(a, node)
+    return found[0] if len(found) == 1 else None
+
+
+def _disjoint_boxes(indices: list[tuple]) -> bool:
+    """True when every index is a box (unit steps) and no two boxes overlap."""
+    boxes = []
+    for items in indices:
+        box = []
+        for item in items:
+            if isinstance(item, int):
+                box.append((item, item + 1))
+            elif item[2] == 1:
+                box.append((item[0], max(item[0], item[1])))
+            else:
+                return False
+        boxes.append(box)
+    if len(boxes) > 256:
+        return False
+    for i in range(len(boxes)):
+        for j in range(i + 1, len(boxes)):
+            if all(
+                lo1 < hi2 and lo2 < hi1
+                for (lo1, hi1), (lo2, hi2) in zip(boxes[i], boxes[j], strict=True)
+            ):
+                return False
+    return True
+
+
+def _place_pieces(a: Analysis) -> None:
+    """Let the kernel computing each piece write it into its assembly's region."""
+    referencing: dict[int, list[int]] = {}
+    for node, (base, _) in a.ref.items():
+        referencing.setdefault(base, []).append(node)
+    nodes = a.graph.nx.nodes
+    for node in reversed(a.order):
+        assembly = a.assemblies.get(node)
+        if assembly is None:
+            continue
+        for piece in assembly.pieces:
+            base, chain = a.ref[piece.node]
+            base = a.alias.get(base, base)
+            if base in a.placement or a.kind[base] not in (POINTWISE, HEAVY):
+                continue
+            if any(step[0] != "reshape" for step in a.ref[piece.node][1]):
+                continue
+            base_shape = nodes[base]["type"].shape
+            region: tuple = (("index", piece.items),)
+            if nodes[piece.node]["type"].shape != base_shape:
+                region += (("reshape", base_shape),)
+            _, outer_view = a.storage_view(node)
+            placed_view = replay(region, outer_view)
+            if placed_view is None:
+                continue
+            if a.kind[base] == HEAVY and not placed_view.is_contiguous():
+                continue
+            # Every view of the piece must still be expressible inside the region.
+            if any(
+                replay(a.ref[user][1], placed_view) is None
+                for user in referencing.get(base, [])
+            ):
+                continue
+            a.placement[base] = (node, region)
+            piece.placed = True
+
+
+# -- levels and fused kernels --------------------------------------------------------
+
+
+def _reads(a: Analysis, node: int) -> list[int]:
+    """The values a kernel node reads (operands, addend or assembly pieces)."""
+    if a.kind[node] == ASSEMBLE:
+        return [p.node for p in a.assemblies[node].pieces]
+    reads = list(a.graph.operands(node))
+    if node in a.addend:
+        reads.append(a.addend[node])
+    return reads
+
+
+def _identity_read(a: Analysis, consumer: int, operand: int) -> bool:
+    """True when ``consumer`` reads ``operand`` element for element."""
+    nodes = a.graph.nx.nodes
+    op = nodes[consumer]["op"]
+    if op.name in INDEXED_OPS or a.kind[consumer] != POINTWISE:
+        return False
+    if op.name not in ELEMENTWISE_OPS:  # a reshape that copies
+        return False
+    if nodes[operand]["type"].shape != nodes[consumer]["type"].shape:
+        return False
+    base, chain = a.ref[operand]
+    if a.kind.get(base) != POINTWISE:
+        return False
+    if any(step[0] != "reshape" for step in chain):
+        return False
+    return nodes[base]["type"].size == nodes[consumer]["type"].size
+
+
+def _assign_levels(a: Analysis) -> None:
+    units = [n for n in a.order if a.kind[n] in (POINTWISE, HEAVY, ASSEMBLE)]
+
+    # Fusible edges, minus the links of long sums.
+    for node in units:
+        if a.kind[node] != POINTWISE:
+            continue
+        for operand in a.graph.operands(node):
+            if _identity_read(a, node, operand):
+                a.fusible.add((a.ref[operand][0], node))
+    _cut_long_sums(a)
+
+    # As soon as possible.
+    asap: dict[int, int] = {}
+    for node in units:
+        level = 1
+        for value in _reads(a, node):
+            producer = a.unit(value)
+            if producer is None:
+                continue
+            step = 0 if (producer, node) in a.fusible else 1
+            level = max(level, asap[producer] + step)
+        asap[node] = level
+
+    # Elementwise ops as late as their readers allow.
+    readers: dict[int, list[int]] = {}
+    for node in units:
+        for value in _reads(a, node):
+            producer = a.unit(value)
+            if producer is not None:
+                readers.setdefault(producer, []).append(node)
+    level = dict(asap)
+    for node in reversed(units):
+        if a.kind[node] != POINTWISE or node in a.roots or not readers.get(node):
+            continue
+        bound = min(
+            level[reader] - (0 if (node, reader) in a.fusible else 1)
+            for reader in readers[node]
+        )
+        level[node] = max(bound, asap[node])
+    a.level = level
+
+    # Fused kernels: fusible edges within one level, joined with union-find.
+    parent = {n: n for n in units if a.kind[n] == POINTWISE}
+
+    def find(n: int) -> int:
+        while parent[n] != n:
+            parent[n] = parent[parent[n]]
+            n = parent[n]
+        return n
+
+    for producer, consumer in a.fusible:
+        if level[producer] == level[consumer]:
+            parent[find(producer)] = find(consumer)
+    groups: dict[int, list[int]] = {}
+    for node in units:
+        if node in parent:
+            groups.setdefault(find(node), []).append(node)
+    a.clusters = sorted(groups.values(), key=lambda g: a.position[g[0]])
+    logger.debug(
+        "fusion: %d elementwise ops in %d kernels", len(parent), len(a.clusters)
+    )
+
+
+def _cut_long_sums(a: Analysis) -> None:
+    """Make each add of a sum of many terms a kernel of its own."""
+    nodes = a.graph.nx.nodes
+
+    def is_sum(node: int) -> bool:
+        return a.kind.get(node) == POINTWISE and nodes[node]["op"].name in (
+            "add",
+            "sub",
+        )
+
+    links = [(p, c) for p, c in a.fusible if is_sum(p) and is_sum(c)]
+    if not links:
+        return
+    parent = {}
+    for p, c in links:
+        parent.setdefault(p, p)
+        parent.setdefault(c, c)
+
+    def find(n: int) -> int:
+        while parent[n] != n:
+            parent[n] = parent[parent[n]]
+            n = parent[n]
+        return n
+
+    for p, c in links:
+        parent[find(p)] = find(c)
+    size: dict[int, int] = {}
+    for n in parent:
+        size[find(n)] = size.get(find(n), 0) + 1
+    for p, c in links:
+        # A tree of k adds sums k + 1 terms.
+        if size[find(p)] + 1 > MAX_FUSED_SUM_TERMS:
+            a.fusible.discard((p, c))

@@ -1,0 +1,134 @@
+"""The OpenCL backend: lower an optimized graph to kernels and run them.
+
+``compile(..., backend="opencl")`` uses the device named by
+``$LIGHTNET_OPENCL_DEVICE``, else the first GPU, else the first device;
+``OpenCLBackend(device="0:1")`` or ``device="pthread"`` picks one
+explicitly and can be passed as ``backend=``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lightnet_graph.graph import Graph
+
+from .cache import ProgramCache
+from .device import DeviceProfile, import_pyopencl, profile_of, select_device
+from .errors import UnsupportedDTypeError
+from .memory import check_fits, plan_memory
+from .plan import Options, build_schedule
+from .runtime import OpenCLExecutable
+
+logger = logging.getLogger(__name__)
+
+# One context, queue and program cache per device, shared by every program
+# compiled in this process, so a kernel is built once however often it is used.
+_SESSIONS: dict[int, tuple[Any, Any, ProgramCache]] = {}
+
+
+class OpenCLBackend:
+    """Generates OpenCL C kernels and a host schedule, and runs them with pyopencl.
+
+    ``device`` is "PLATFORM:DEVICE" or part of a device name; ``gpu_only``
+    refuses CPU devices (the "auto" backend uses it). ``build_options`` are
+    passed to the OpenCL compiler: none by default, so no fast-math unless
+    asked for, e.g. "-cl-fast-relaxed-math". ``matmul`` forces the "tiled"
+    or "blocked" matrix-product variant instead of choosing per device.
+    """
+
+    name = "opencl"
+
+    def __init__(
+        self,
+        device: str | None = None,
+        *,
+        gpu_only: bool = False,
+        build_options: str = "",
+        matmul: str | None = None,
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        if matmul not in (None, "tiled", "blocked"):
+            raise ValueError(f"matmul={matmul!r}; use 'tiled', 'blocked' or None")
+        self.device = device
+        self.gpu_only = gpu_only
+        self.build_options = build_options
+        self.options = Options(matmul=matmul)
+        self.cache_dir = None if cache_dir is None else Path(cache_dir)
+
+    def lower(
+        self, graph: Graph, outputs: Mapping[str, int], stages: Mapping[str, Graph]
+    ) -> OpenCLExecutable:
+        import_pyopencl()
+        device = select_device(self.device, gpu_only=self.gpu_only)
+        profile = profile_of(device)
+        check_dtypes(graph, profile)
+        started = time.perf_counter()
+        schedule = build_schedule(graph, outputs, profile, self.options)
+        allocation = plan_memory(schedule)
+        check_fits(
+            allocation,
+            schedule,
+            profile.max_mem_alloc_size,
+            profile.global_mem_size,
+            profile.describe(),
+        )
+        context, queue, cache = self._session(device)
+        programs = {}
+        for launch in schedule.launches:
+            kernel = launch.kernel
+            if kernel.name not in programs:
+                programs[kernel.name] = cache.build(kernel.name, kernel.source)
+        logger.debug(
+            "opencl: %d launches of %d kernels planned and built in %.2f s",
+            len(schedule.launches),
+            len(programs),
+            time.perf_counter() - started,
+        )
+        return OpenCLExecutable(
+            graph,
+            outputs,
+            stages,
+            device,
+            context,
+            queue,
+            profile,
+            schedule,
+            allocation,
+            programs,
+        )
+
+    def _session(self, device: Any) -> tuple[Any, Any, ProgramCache]:
+        cl = import_pyopencl()
+        key = (device.int_ptr, self.build_options, self.cache_dir)
+        session = _SESSIONS.get(key)
+        if session is None:
+            context = cl.Context([device])
+            queue = cl.CommandQueue(
+                context, properties=cl.command_queue_properties.PROFILING_ENABLE
+            )
+            cache = ProgramCache(context, device, self.cache_dir, self.build_options)
+            session = _SESSIONS[key] = (context, queue, cache)
+        return session
+
+
+def check_dtypes(graph: Graph, profile: DeviceProfile) -> None:
+    """Raise UnsupportedDTypeError for float64 values on a device without cl_khr_fp64."""
+    for _, data in graph.nx.nodes(data=True):
+        dtype = data["type"].dtype
+        if dtype == np.float64 and not profile.fp64:
+            raise UnsupportedDTypeError(
+                f"value {data['name']!r} is float64, but OpenCL device {profile.describe()} "
+                "does not support double precision (it lacks the cl_khr_fp64 extension); "
+                "compile the model with dtype='float32' or choose another device"
+            )
+        if dtype == np.float16:
+            raise UnsupportedDTypeError(
+                f"value {data['name']!r} is float16, which the OpenCL backend does not "
+                "support; use float32"
+            )

@@ -1,0 +1,1 @@
+"""OpenCL C code generators, one module per family of kernels."""
