@@ -25,7 +25,10 @@ ENTRY_POINT_GROUP = "lightnet_graph.backends"
 
 # Backends that ship with the package, used when entry points are not
 # installed (running from a source tree without `pip install`).
-_BUILTIN_BACKENDS = {"numpy": "lightnet_graph.backends.numpy:NumpyBackend"}
+_BUILTIN_BACKENDS = {
+    "numpy": "lightnet_graph.backends.numpy:NumpyBackend",
+    "opencl": "lightnet_graph.backends.opencl:OpenCLBackend",
+}
 
 
 def compile(  # noqa: A001 - the name users expect
@@ -95,20 +98,43 @@ def compile(  # noqa: A001 - the name users expect
     return executable
 
 
-def load_backend(name: str) -> Any:
-    """Instantiate the backend registered under ``name``."""
+def load_backend(name: str | Any) -> Any:
+    """Instantiate the backend registered under ``name``; pass backend objects through.
+
+    "auto" is the OpenCL backend on the first OpenCL GPU when one exists and
+    NumPy otherwise: CPU OpenCL devices such as PoCL run only when asked
+    for by name.
+    """
+    if not isinstance(name, str):
+        if not callable(getattr(name, "lower", None)):
+            raise UnknownBackendError(
+                f"backend {name!r} is neither a name nor an object with a lower() method"
+            )
+        return name
     if name == "auto":
+        opencl = _backend_class("opencl")
+        if opencl is not None and opencl.gpu_available():
+            return opencl(gpu_only=True)
         name = "numpy"
-    entry_points = {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
-    if name in entry_points:
-        return entry_points[name].load()()
-    if name in _BUILTIN_BACKENDS:
-        module_name, _, attr = _BUILTIN_BACKENDS[name].partition(":")
-        return getattr(importlib.import_module(module_name), attr)()
-    known = sorted(set(entry_points) | set(_BUILTIN_BACKENDS) | {"auto"})
+    backend = _backend_class(name)
+    if backend is not None:
+        return backend()
+    entry_points = {ep.name for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    known = sorted(entry_points | set(_BUILTIN_BACKENDS) | {"auto"})
     raise UnknownBackendError(
         f"unknown backend {name!r}; installed backends are: {', '.join(known)}"
     )
+
+
+def _backend_class(name: str) -> Any:
+    """The backend class registered as ``name``, or None; imported only when asked for."""
+    entry_points = {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    if name in entry_points:
+        return entry_points[name].load()
+    if name in _BUILTIN_BACKENDS:
+        module_name, _, attr = _BUILTIN_BACKENDS[name].partition(":")
+        return getattr(importlib.import_module(module_name), attr)
+    return None
 
 
 def _gradient_targets(source: Graph, graph: Graph, wrt: Sequence[Tensor | str] | None,

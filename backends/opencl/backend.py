@@ -19,7 +19,7 @@ import numpy as np
 from lightnet_graph.graph import Graph
 
 from .cache import ProgramCache
-from .device import DeviceProfile, import_pyopencl, profile_of, select_device
+from .device import DeviceProfile, has_gpu, import_pyopencl, profile_of, select_device
 from .errors import UnsupportedDTypeError
 from .memory import check_fits, plan_memory
 from .plan import Options, build_schedule
@@ -60,6 +60,11 @@ class OpenCLBackend:
         self.build_options = build_options
         self.options = Options(matmul=matmul)
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
+
+    @staticmethod
+    def gpu_available() -> bool:
+        """True when pyopencl imports and some OpenCL platform has a GPU."""
+        return has_gpu()
 
     def lower(
         self, graph: Graph, outputs: Mapping[str, int], stages: Mapping[str, Graph]
