@@ -15,11 +15,13 @@ graph, and run the code a backend generates for it::
     values = program.run(x=..., y=...)   # {"loss": ..., "grad/w": ..., "grad/b": ...}
 """
 
-from . import init, ops, optim
+from . import cells, init, ops, optim
+from .compiler import Executable, compile
 from .errors import (
     DTypeError,
     GraphError,
     LightnetError,
+    NumericsError,
     ShapeError,
     UnboundInputError,
     UnknownBackendError,
@@ -27,9 +29,31 @@ from .errors import (
 )
 from .graph import Graph, Tensor, TensorType
 from .ops import *  # noqa: F403 - the op functions are the public API
+from .ops import __all__ as _op_names
 from .passes.autodiff import grad
-from .compiler import Executable, compile
 from .recurrence import recurrence
-from . import cells
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "cells",
+    "init",
+    "ops",
+    "optim",
+    "Executable",
+    "compile",
+    "DTypeError",
+    "GraphError",
+    "LightnetError",
+    "NumericsError",
+    "ShapeError",
+    "UnboundInputError",
+    "UnknownBackendError",
+    "UnknownOpError",
+    "Graph",
+    "Tensor",
+    "TensorType",
+    "grad",
+    "recurrence",
+    *_op_names,
+]

@@ -50,8 +50,11 @@ def _digest(arrays: Mapping[str, np.ndarray]) -> str:
     return sha.hexdigest()
 
 
-def save_checkpoint(path: str | os.PathLike[str], program: Executable,
-                    metadata: Mapping[str, Any] | None = None) -> None:
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    program: Executable,
+    metadata: Mapping[str, Any] | None = None,
+) -> None:
     """Write ``program``'s parameters and states and ``metadata`` (JSON) to ``path``."""
     path = os.fspath(path)
     arrays = {f"param/{k}": v for k, v in program.get_parameters().items()}
@@ -65,8 +68,9 @@ def save_checkpoint(path: str | os.PathLike[str], program: Executable,
     arrays[_META_KEY] = np.array(json.dumps(header))
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=folder, prefix=".checkpoint-", suffix=".tmp",
-                                         delete=False)
+    handle = tempfile.NamedTemporaryFile(
+        dir=folder, prefix=".checkpoint-", suffix=".tmp", delete=False
+    )
     try:
         with handle:
             np.savez(handle, **arrays)
@@ -79,7 +83,9 @@ def save_checkpoint(path: str | os.PathLike[str], program: Executable,
         raise
 
 
-def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def read_checkpoint(
+    path: str | os.PathLike[str],
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Return (header, arrays) of a checkpoint after checking its integrity."""
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -92,7 +98,9 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[
             f"checkpoint {path!r} is truncated or corrupt ({error}); it cannot be loaded"
         ) from None
     if _META_KEY not in arrays:
-        raise CheckpointError(f"{path!r} is not a lightnet-graph checkpoint (no header)")
+        raise CheckpointError(
+            f"{path!r} is not a lightnet-graph checkpoint (no header)"
+        )
     try:
         header = json.loads(str(arrays.pop(_META_KEY)))
     except json.JSONDecodeError:
@@ -111,7 +119,9 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[
     return header, arrays
 
 
-def load_checkpoint(path: str | os.PathLike[str], program: Executable) -> dict[str, Any]:
+def load_checkpoint(
+    path: str | os.PathLike[str], program: Executable
+) -> dict[str, Any]:
     """Load parameters and states into ``program``; return the metadata.
 
     Raises CheckpointError naming what differs when the checkpoint was
@@ -125,10 +135,12 @@ def load_checkpoint(path: str | os.PathLike[str], program: Executable) -> dict[s
             f"checkpoint {os.fspath(path)!r} belongs to another model: "
             f"{describe_difference(found, expected)}"
         )
-    program.set_parameters({k[len("param/"):]: v for k, v in arrays.items()
-                            if k.startswith("param/")})
-    program.set_states({k[len("state/"):]: v for k, v in arrays.items()
-                        if k.startswith("state/")})
+    program.set_parameters(
+        {k[len("param/") :]: v for k, v in arrays.items() if k.startswith("param/")}
+    )
+    program.set_states(
+        {k[len("state/") :]: v for k, v in arrays.items() if k.startswith("state/")}
+    )
     return header.get("metadata", {})
 
 
@@ -143,7 +155,9 @@ def describe_difference(found: Mapping[str, list], expected: Mapping[str, list])
         if found[name] != expected[name]:
             kind, shape, dtype = found[name]
             _, want_shape, want_dtype = expected[name]
-            notes.append(f"{name!r} is {dtype}{shape} there but {want_dtype}{want_shape} here")
+            notes.append(
+                f"{name!r} is {dtype}{shape} there but {want_dtype}{want_shape} here"
+            )
     shown = "; ".join(notes[:4])
     more = f"; and {len(notes) - 4} more" if len(notes) > 4 else ""
     return shown + more

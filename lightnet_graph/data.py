@@ -37,7 +37,9 @@ def read_text(path: str | os.PathLike[str]) -> str:
     except FileNotFoundError:
         raise DataError(f"data file {path!r} not found") from None
     except OSError as error:
-        raise DataError(f"data file {path!r} cannot be read: {error.strerror}") from None
+        raise DataError(
+            f"data file {path!r} cannot be read: {error.strerror}"
+        ) from None
     if not raw.strip():
         raise DataError(f"data file {path!r} is empty; give a UTF-8 text file")
     if b"\x00" in raw:

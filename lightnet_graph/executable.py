@@ -6,8 +6,9 @@ their names, so weights can be read, saved and replaced as a dict.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -56,14 +57,16 @@ class Executable:
     #: NumericsError naming the first op whose output holds NaN or Inf.
     check_numerics = False
 
-    def __init__(self, graph: Graph, outputs: Mapping[str, int], stages: Mapping[str, Graph]):
+    def __init__(
+        self, graph: Graph, outputs: Mapping[str, int], stages: Mapping[str, Graph]
+    ):
         self.graph = graph
         self.outputs = dict(outputs)
         self.stages = dict(stages)
         self.input_types: dict[str, TensorType] = {}
         self.parameters: dict[str, np.ndarray] = {}
         self.states: dict[str, np.ndarray] = {}
-        for node, data in graph.nx.nodes(data=True):
+        for _, data in graph.nx.nodes(data=True):
             if data["kind"] == INPUT:
                 self.input_types[data["name"]] = data["type"]
             elif data["kind"] == PARAMETER:
@@ -71,12 +74,15 @@ class Executable:
             elif data["kind"] == STATE:
                 self.states[data["name"]] = data["value"].copy()
         self.state_updates = {
-            graph.nx.nodes[state]["name"]: value for state, value in graph.updates.items()
+            graph.nx.nodes[state]["name"]: value
+            for state, value in graph.updates.items()
         }
 
     # -- running --------------------------------------------------------------
 
-    def run(self, feeds: Mapping[str, Any] | None = None, /, **named: Any) -> dict[str, np.ndarray]:
+    def run(
+        self, feeds: Mapping[str, Any] | None = None, /, **named: Any
+    ) -> dict[str, np.ndarray]:
         """Run the program on ``feeds`` (or keyword inputs) and return its outputs.
 
         States and parameters given new values with ``Graph.assign`` take
@@ -129,9 +135,14 @@ class Executable:
 
         graph = self.graph
         with np.errstate(all="ignore"):
-            values = evaluate(graph, list(self.outputs.values()) + list(graph.updates.values()),
-                              inputs, self.get_parameters(), self.get_states(),
-                              stop=_first_nonfinite)
+            values = evaluate(
+                graph,
+                list(self.outputs.values()) + list(graph.updates.values()),
+                inputs,
+                self.get_parameters(),
+                self.get_states(),
+                stop=_first_nonfinite,
+            )
         for node, value in values.items():
             if not _first_nonfinite(value):
                 continue
@@ -141,14 +152,18 @@ class Executable:
                 raise NumericsError(
                     f"{data['kind']} {data['name']!r} holds {bad} before any op runs"
                 )
-            operands = ", ".join(graph.nx.nodes[n]["name"] for n in graph.operands(node))
+            operands = ", ".join(
+                graph.nx.nodes[n]["name"] for n in graph.operands(node)
+            )
             where = f", declared at {data['location']}" if data["location"] else ""
             raise NumericsError(
                 f"{data['op'].name} {data['name']!r}{where} produced {bad} from "
                 f"finite operands ({operands}); check the values that reach it"
             )
 
-    def _execute(self, inputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    def _execute(
+        self, inputs: dict[str, np.ndarray]
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         raise NotImplementedError
 
     # -- parameters and states --------------------------------------------------
@@ -190,7 +205,9 @@ def _describe(types: Mapping[str, TensorType]) -> str:
     return ", ".join(f"{name} {ttype}" for name, ttype in types.items()) or "none"
 
 
-def _assign(target: dict[str, np.ndarray], values: Mapping[str, Any], kind: str, strict: bool) -> None:
+def _assign(
+    target: dict[str, np.ndarray], values: Mapping[str, Any], kind: str, strict: bool
+) -> None:
     unknown = sorted(set(values) - set(target))
     if unknown:
         raise InputValueError(
@@ -199,7 +216,9 @@ def _assign(target: dict[str, np.ndarray], values: Mapping[str, Any], kind: str,
     if strict:
         missing = sorted(set(target) - set(values))
         if missing:
-            raise InputValueError(f"{kind} {missing[0]!r} was not given; pass all of {sorted(target)}")
+            raise InputValueError(
+                f"{kind} {missing[0]!r} was not given; pass all of {sorted(target)}"
+            )
     for name, value in values.items():
         array = np.asarray(value)
         current = target[name]

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -57,14 +57,18 @@ class Report:
 
     @property
     def passed(self) -> bool:
-        return all(c.passed for c in self.parameters) and all(c.passed for c in self.ops)
+        return all(c.passed for c in self.parameters) and all(
+            c.passed for c in self.ops
+        )
 
     @property
     def max_error(self) -> float:
         return max((c.error for c in self.parameters), default=0.0)
 
 
-def compare(computed: np.ndarray, reference: np.ndarray, rtol: float, atol: float) -> tuple[float, bool]:
+def compare(
+    computed: np.ndarray, reference: np.ndarray, rtol: float, atol: float
+) -> tuple[float, bool]:
     """Return (relative error, passed) under the per-tensor norm convention."""
     computed = np.asarray(computed, np.float64).ravel()
     reference = np.asarray(reference, np.float64).ravel()
@@ -75,8 +79,14 @@ def compare(computed: np.ndarray, reference: np.ndarray, rtol: float, atol: floa
     return error, bool(passed and math.isfinite(diff))
 
 
-def gradcheck(model: Model, samples: int = 16, seed: int = 0, rtol: float | None = None,
-              backend: str = "numpy", check_numerics: bool = False) -> Report:
+def gradcheck(
+    model: Model,
+    samples: int = 16,
+    seed: int = 0,
+    rtol: float | None = None,
+    backend: str = "numpy",
+    check_numerics: bool = False,
+) -> Report:
     """Check the gradient of ``model.loss`` for every parameter of its graph.
 
     With ``check_numerics``, a NaN or Inf raises NumericsError naming the
@@ -120,8 +130,14 @@ def gradcheck(model: Model, samples: int = 16, seed: int = 0, rtol: float | None
     return report
 
 
-def check_op_rules(graph: Graph, loss: Tensor, feeds: Mapping[str, np.ndarray], samples: int,
-                   seed: int, rtol: float) -> list[Check]:
+def check_op_rules(
+    graph: Graph,
+    loss: Tensor,
+    feeds: Mapping[str, np.ndarray],
+    samples: int,
+    seed: int,
+    rtol: float,
+) -> list[Check]:
     """Check each op's gradient rule alone at the values the model computes."""
     values = evaluate(graph, [loss.node], feeds)
     rng = np.random.default_rng(seed)
@@ -132,13 +148,27 @@ def check_op_rules(graph: Graph, loss: Tensor, feeds: Mapping[str, np.ndarray], 
             continue
         operands = [values[n] for n in graph.operands(node)]
         error, passed = check_op(data["op"], operands, rng, samples, rtol)
-        checks.append(Check(data["name"], data["type"].shape, samples, error, passed,
-                            op=data["op"].name, location=data["location"]))
+        checks.append(
+            Check(
+                data["name"],
+                data["type"].shape,
+                samples,
+                error,
+                passed,
+                op=data["op"].name,
+                location=data["location"],
+            )
+        )
     return checks
 
 
-def check_op(op: Op, operands: Sequence[np.ndarray], rng: np.random.Generator, samples: int = 16,
-             rtol: float | None = None) -> tuple[float, bool]:
+def check_op(
+    op: Op,
+    operands: Sequence[np.ndarray],
+    rng: np.random.Generator,
+    samples: int = 16,
+    rtol: float | None = None,
+) -> tuple[float, bool]:
     """Compare one op's gradient rule with finite differences at ``operands``."""
     float_operands = [a for a in operands if a.dtype.kind == "f"]
     if not float_operands:
@@ -155,10 +185,12 @@ def check_op(op: Op, operands: Sequence[np.ndarray], rng: np.random.Generator, s
     out = local.add_op(op, leaves, out_type)
     wrt = [leaf for leaf in leaves if leaf.dtype.kind == "f"]
     program = compile(loss=(out * local.constant(weights)).sum(), wrt=wrt)
-    computed = program.run({leaf.name: a for leaf, a in zip(leaves, operands)})
+    computed = program.run(
+        {leaf.name: a for leaf, a in zip(leaves, operands, strict=True)}
+    )
 
     all_computed, all_numeric = [], []
-    for position, (leaf, array) in enumerate(zip(leaves, operands)):
+    for position, (leaf, array) in enumerate(zip(leaves, operands, strict=True)):
         if leaf.dtype.kind != "f":
             continue
         picked = rng.choice(array.size, size=min(samples, array.size), replace=False)

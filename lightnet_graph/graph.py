@@ -12,8 +12,9 @@ import keyword
 import os
 import re
 import sys
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 import numpy as np
@@ -357,14 +358,18 @@ class Graph:
         value = self._initial_value(name, shape, init, dtype)
         return self._leaf(STATE, name, value.shape, dtype, value=value)
 
-    def constant(self, value: Any, dtype: Any = None, name: str | None = None) -> Tensor:
+    def constant(
+        self, value: Any, dtype: Any = None, name: str | None = None
+    ) -> Tensor:
         """Declare a fixed value; Python scalars in op calls become these."""
         array = np.asarray(value, dtype=dtype or None)
         if dtype is None and array.dtype.kind == "f":
             array = array.astype(self.dtype)
         array = np.array(array, copy=True)
         array.setflags(write=False)
-        return self._leaf(CONSTANT, name or "const", array.shape, array.dtype, value=array)
+        return self._leaf(
+            CONSTANT, name or "const", array.shape, array.dtype, value=array
+        )
 
     def assign(self, target: Tensor, value: Tensor) -> None:
         """Make ``value`` the new content of ``target`` after every run.
@@ -454,8 +459,13 @@ class Graph:
 
     # -- building -----------------------------------------------------------
 
-    def add_op(self, op: Op, operands: Sequence[Tensor], out_type: TensorType,
-               name: str | None = None) -> Tensor:
+    def add_op(
+        self,
+        op: Op,
+        operands: Sequence[Tensor],
+        out_type: TensorType,
+        name: str | None = None,
+    ) -> Tensor:
         """Add an op node over ``operands``; called by the op functions."""
         node = self._new_node(OP, name or op.name, out_type, op=op)
         for slot, operand in enumerate(operands):
@@ -486,8 +496,14 @@ class Graph:
             del self._names[name]
         self.nx.remove_node(node)
 
-    def _leaf(self, kind: str, name: str, shape: Sequence[int] | None, dtype: Any,
-              value: np.ndarray | None = None) -> Tensor:
+    def _leaf(
+        self,
+        kind: str,
+        name: str,
+        shape: Sequence[int] | None,
+        dtype: Any,
+        value: np.ndarray | None = None,
+    ) -> Tensor:
         if not isinstance(name, str) or not name:
             raise GraphError(f"a {kind} needs a non-empty string name, got {name!r}")
         if kind != CONSTANT and name in self._names:
@@ -507,12 +523,19 @@ class Graph:
         if unique in self._names:
             unique = f"{name}_{node}"
         self._names[unique] = node
-        self.nx.add_node(node, kind=kind, name=unique, type=ttype,
-                         location=caller_location(), **attrs)
+        self.nx.add_node(
+            node,
+            kind=kind,
+            name=unique,
+            type=ttype,
+            location=caller_location(),
+            **attrs,
+        )
         return node
 
-    def _initial_value(self, name: str, shape: Sequence[int] | None, init: Any,
-                       dtype: np.dtype) -> np.ndarray:
+    def _initial_value(
+        self, name: str, shape: Sequence[int] | None, init: Any, dtype: np.dtype
+    ) -> np.ndarray:
         if isinstance(init, np.ndarray):
             value = init
             if shape is not None and tuple(shape) != value.shape:
@@ -542,7 +565,9 @@ def _check_shape(name: str, shape: Any) -> tuple[int, ...]:
     try:
         dims = tuple(int(d) for d in shape)
     except TypeError:
-        raise ShapeError(f"{name!r}: shape must be a sequence of ints, got {shape!r}") from None
+        raise ShapeError(
+            f"{name!r}: shape must be a sequence of ints, got {shape!r}"
+        ) from None
     if any(d < 0 for d in dims):
         raise ShapeError(f"{name!r}: shape {dims} has a negative dimension")
     return dims

@@ -15,10 +15,14 @@ from .errors import UnboundInputError
 from .graph import CONSTANT, INPUT, OP, PARAMETER, STATE, Graph
 
 
-def evaluate(graph: Graph, targets: Iterable[int], feeds: Mapping[str, np.ndarray] | None = None,
-             parameters: Mapping[str, np.ndarray] | None = None,
-             states: Mapping[str, np.ndarray] | None = None,
-             stop: Callable[[np.ndarray], bool] | None = None) -> dict[int, np.ndarray]:
+def evaluate(
+    graph: Graph,
+    targets: Iterable[int],
+    feeds: Mapping[str, np.ndarray] | None = None,
+    parameters: Mapping[str, np.ndarray] | None = None,
+    states: Mapping[str, np.ndarray] | None = None,
+    stop: Callable[[np.ndarray], bool] | None = None,
+) -> dict[int, np.ndarray]:
     """Return the value of every node that ``targets`` depend on, keyed by node.
 
     Parameters and states default to their initial values in the graph.
@@ -49,6 +53,8 @@ def evaluate(graph: Graph, targets: Iterable[int], feeds: Mapping[str, np.ndarra
             values[node] = np.asarray(states.get(name, data["value"]))
         elif kind == INPUT:
             if name not in feeds:
-                raise UnboundInputError(f"input {name!r} ({data['type']}) was given no value")
+                raise UnboundInputError(
+                    f"input {name!r} ({data['type']}) was given no value"
+                )
             values[node] = np.asarray(feeds[name], dtype=data["type"].dtype)
     return values

@@ -35,9 +35,16 @@ class DigitsJob(Job):
     throughput_unit = "samples"
     default_steps = 600
 
-    def __init__(self, backend: str = "numpy", dtype: str = "float32", batch: int | None = None,
-                 hidden: int | None = None, lr: float | None = None, seed: int = 0,
-                 **_: Any) -> None:
+    def __init__(
+        self,
+        backend: str = "numpy",
+        dtype: str = "float32",
+        batch: int | None = None,
+        hidden: int | None = None,
+        lr: float | None = None,
+        seed: int = 0,
+        **_: Any,
+    ) -> None:
         try:
             from sklearn.datasets import load_digits
         except ImportError:
@@ -57,17 +64,27 @@ class DigitsJob(Job):
         self.tokens_per_step = self.batch_size
         self.batches_per_epoch = len(self.train_x) // self.batch_size
         if self.batches_per_epoch < 1:
-            raise TrainingError(f"--batch {self.batch_size} exceeds the {len(self.train_x)} training images")
+            raise TrainingError(
+                f"--batch {self.batch_size} exceeds the {len(self.train_x)} training images"
+            )
 
-        train_model = mlp(dtype, self.batch_size, self.hidden, seed, features=64, classes=10)
-        self.program = compile(loss=train_model.loss, optimizer=optim.Adam(self.lr), backend=backend)
-        test_model = mlp(dtype, len(self.test_x), self.hidden, seed, features=64, classes=10)
-        self.test_program = compile({"logits": test_model.outputs["logits"]}, backend=backend)
+        train_model = mlp(
+            dtype, self.batch_size, self.hidden, seed, features=64, classes=10
+        )
+        self.program = compile(
+            loss=train_model.loss, optimizer=optim.Adam(self.lr), backend=backend
+        )
+        test_model = mlp(
+            dtype, len(self.test_x), self.hidden, seed, features=64, classes=10
+        )
+        self.test_program = compile(
+            {"logits": test_model.outputs["logits"]}, backend=backend
+        )
 
     def batch(self, step: int) -> dict[str, np.ndarray]:
         epoch, index = divmod(step, self.batches_per_epoch)
         order = np.random.default_rng([self.seed, epoch]).permutation(len(self.train_x))
-        picked = order[index * self.batch_size:(index + 1) * self.batch_size]
+        picked = order[index * self.batch_size : (index + 1) * self.batch_size]
         return {"x": self.train_x[picked], "labels": self.train_y[picked]}
 
     def evaluate(self) -> dict[str, float]:
@@ -83,7 +100,12 @@ class DigitsJob(Job):
         ]
 
     def metadata(self) -> dict[str, Any]:
-        return {"batch": self.batch_size, "hidden": self.hidden, "lr": self.lr, "seed": self.seed}
+        return {
+            "batch": self.batch_size,
+            "hidden": self.hidden,
+            "lr": self.lr,
+            "seed": self.seed,
+        }
 
 
 def _char_cell(kind: str, input_size: int, hidden: int) -> cells.Cell:
@@ -94,8 +116,9 @@ def _char_cell(kind: str, input_size: int, hidden: int) -> cells.Cell:
     return cells.RNN(input_size, hidden, 1.0 if kind == "skip-rnn" else 0.0)
 
 
-def declare_char_model(kind: str, vocab: int, hidden: int, batch: int, seq_len: int,
-                       dtype: str, seed: int) -> tuple[Graph, Tensor, Tensor]:
+def declare_char_model(
+    kind: str, vocab: int, hidden: int, batch: int, seq_len: int, dtype: str, seed: int
+) -> tuple[Graph, Tensor, Tensor]:
     """Declare a character model whose recurrent state carries across runs.
 
     The initial states are graph states that each run replaces with its
@@ -108,9 +131,12 @@ def declare_char_model(kind: str, vocab: int, hidden: int, batch: int, seq_len: 
     targets = g.input("targets", (seq_len, batch), dtype="int64")
     embedding = g.parameter("embedding", (vocab, hidden), init=init.normal(1.0))
     cell = _char_cell(kind, hidden, hidden)
-    carried = tuple(g.state(f"carry.{name}", (batch, hidden)) for name in cell.state_names)
-    outputs, finals = cells.stack([cell], ops.gather(embedding, tokens), name=kind,
-                                  initial_states=[carried])
+    carried = tuple(
+        g.state(f"carry.{name}", (batch, hidden)) for name in cell.state_names
+    )
+    outputs, finals = cells.stack(
+        [cell], ops.gather(embedding, tokens), name=kind, initial_states=[carried]
+    )
     for state, final in zip(carried, finals[0], strict=True):
         g.assign(state, ops.stop_gradient(final))
     w = g.parameter("readout.weight", (vocab, hidden), init=init.xavier_uniform)
@@ -135,10 +161,19 @@ class CharJob(Job):
     default_steps = 300
     throughput_unit = "chars"
 
-    def __init__(self, backend: str = "numpy", dtype: str = "float32", batch: int | None = None,
-                 hidden: int | None = None, lr: float | None = None, seed: int = 0,
-                 seq_len: int | None = None, data: str | None = None,
-                 clip_norm: float = 5.0, **_: Any) -> None:
+    def __init__(
+        self,
+        backend: str = "numpy",
+        dtype: str = "float32",
+        batch: int | None = None,
+        hidden: int | None = None,
+        lr: float | None = None,
+        seed: int = 0,
+        seq_len: int | None = None,
+        data: str | None = None,
+        clip_norm: float = 5.0,
+        **_: Any,
+    ) -> None:
         text = read_text(data) if data else default_corpus()
         train_text, valid_text = split_text(text, 0.1)
         self.vocab = Vocabulary.from_text(train_text)
@@ -152,19 +187,31 @@ class CharJob(Job):
         self.dtype = dtype
         self.backend = backend
         self.tokens_per_step = self.batch_size * self.seq_len
-        self.train_batches = CharBatches(self.vocab.encode(train_text), self.batch_size,
-                                         self.seq_len)
-        self.valid_batches = CharBatches(self.vocab.encode(valid_text), self.batch_size,
-                                         self.seq_len)
+        self.train_batches = CharBatches(
+            self.vocab.encode(train_text), self.batch_size, self.seq_len
+        )
+        self.valid_batches = CharBatches(
+            self.vocab.encode(valid_text), self.batch_size, self.seq_len
+        )
         graph, loss, _ = self._declare(self.batch_size, self.seq_len)
-        self.program = compile(loss=loss, backend=backend,
-                               optimizer=optim.Adam(self.lr, clip_norm=clip_norm))
+        self.program = compile(
+            loss=loss,
+            backend=backend,
+            optimizer=optim.Adam(self.lr, clip_norm=clip_norm),
+        )
         graph, loss, _ = self._declare(self.batch_size, self.seq_len)
         self.valid_program = compile({"loss": loss}, backend=backend)
 
     def _declare(self, batch: int, seq_len: int) -> tuple[Graph, Tensor, Tensor]:
-        return declare_char_model(self.kind, len(self.vocab), self.hidden, batch, seq_len,
-                                  self.dtype, self.seed)
+        return declare_char_model(
+            self.kind,
+            len(self.vocab),
+            self.hidden,
+            batch,
+            seq_len,
+            self.dtype,
+            self.seed,
+        )
 
     def batch(self, step: int) -> dict[str, np.ndarray]:
         tokens, targets = self.train_batches.window(step)
@@ -174,12 +221,17 @@ class CharJob(Job):
         """Mean loss over every validation window, state carried from zeros."""
         self.valid_program.set_parameters(self.program.get_parameters())
         self.valid_program.set_states(
-            {name: np.zeros_like(value) for name, value in self.valid_program.get_states().items()}
+            {
+                name: np.zeros_like(value)
+                for name, value in self.valid_program.get_states().items()
+            }
         )
         total = 0.0
         for index in range(len(self.valid_batches)):
             tokens, targets = self.valid_batches.window(index)
-            total += float(self.valid_program.run(tokens=tokens, targets=targets)["loss"])
+            total += float(
+                self.valid_program.run(tokens=tokens, targets=targets)["loss"]
+            )
         nats = total / len(self.valid_batches)
         return {"loss": nats, "bits_per_char": nats / math.log(2)}
 
@@ -195,9 +247,16 @@ class CharJob(Job):
         ]
 
     def metadata(self) -> dict[str, Any]:
-        return {"kind": self.kind, "vocab": self.vocab.chars, "hidden": self.hidden,
-                "batch": self.batch_size, "seq_len": self.seq_len, "lr": self.lr,
-                "seed": self.seed, "dtype": self.dtype}
+        return {
+            "kind": self.kind,
+            "vocab": self.vocab.chars,
+            "hidden": self.hidden,
+            "batch": self.batch_size,
+            "seq_len": self.seq_len,
+            "lr": self.lr,
+            "seed": self.seed,
+            "dtype": self.dtype,
+        }
 
     def finish(self) -> list[str]:
         sampler = Sampler(self.kind, self.vocab, self.hidden, self.dtype, self.backend)
@@ -209,8 +268,14 @@ class CharJob(Job):
 class Sampler:
     """Generates text one character at a time with a step compiled for T = 1."""
 
-    def __init__(self, kind: str, vocab: Vocabulary, hidden: int, dtype: str = "float32",
-                 backend: str = "numpy") -> None:
+    def __init__(
+        self,
+        kind: str,
+        vocab: Vocabulary,
+        hidden: int,
+        dtype: str = "float32",
+        backend: str = "numpy",
+    ) -> None:
         self.vocab = vocab
         _, _, logits = declare_char_model(kind, len(vocab), hidden, 1, 1, dtype, 0)
         self.program = compile({"logits": logits}, backend=backend)
@@ -218,8 +283,9 @@ class Sampler:
     def load(self, parameters: dict[str, np.ndarray]) -> None:
         self.program.set_parameters(parameters)
 
-    def sample(self, length: int, temperature: float = 1.0, prime: str = "\n",
-               seed: int = 0) -> str:
+    def sample(
+        self, length: int, temperature: float = 1.0, prime: str = "\n", seed: int = 0
+    ) -> str:
         """Feed ``prime``, then draw ``length`` characters at ``temperature``."""
         if temperature <= 0:
             raise TrainingError(f"--temperature {temperature} must be positive")
@@ -229,21 +295,28 @@ class Sampler:
                 f"--prime {prime!r} has no character of the model's vocabulary"
             )
         self.program.set_states(
-            {name: np.zeros_like(value) for name, value in self.program.get_states().items()}
+            {
+                name: np.zeros_like(value)
+                for name, value in self.program.get_states().items()
+            }
         )
         rng = np.random.default_rng(seed)
         generated = []
         zero = np.zeros((1, 1), np.int64)
         logits = None
         for token in ids:
-            logits = self.program.run(tokens=np.full((1, 1), token), targets=zero)["logits"]
+            logits = self.program.run(tokens=np.full((1, 1), token), targets=zero)[
+                "logits"
+            ]
         for _ in range(length):
             scaled = logits.reshape(-1).astype(np.float64) / temperature
             probabilities = np.exp(scaled - scaled.max())
             probabilities /= probabilities.sum()
             token = int(rng.choice(len(probabilities), p=probabilities))
             generated.append(token)
-            logits = self.program.run(tokens=np.full((1, 1), token), targets=zero)["logits"]
+            logits = self.program.run(tokens=np.full((1, 1), token), targets=zero)[
+                "logits"
+            ]
         return prime + self.vocab.decode(np.array(generated))
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -109,7 +110,9 @@ def _random_feeds(graph: Graph) -> FeedMaker:
     return make
 
 
-def _classification_feeds(features: int, classes: int, batch: int, dtype: Any) -> FeedMaker:
+def _classification_feeds(
+    features: int, classes: int, batch: int, dtype: Any
+) -> FeedMaker:
     def make(rng: np.random.Generator) -> dict[str, np.ndarray]:
         return {
             "x": rng.standard_normal((batch, features)).astype(dtype),
@@ -120,8 +123,14 @@ def _classification_feeds(features: int, classes: int, batch: int, dtype: Any) -
 
 
 @register_model("mlp")
-def mlp(dtype: Any = "float32", batch: int | None = None, hidden: int | None = None,
-        seed: int = 0, features: int = 64, classes: int = 10) -> Model:
+def mlp(
+    dtype: Any = "float32",
+    batch: int | None = None,
+    hidden: int | None = None,
+    seed: int = 0,
+    features: int = 64,
+    classes: int = 10,
+) -> Model:
     """x -> linear -> relu -> linear -> tanh -> linear -> softmax cross-entropy."""
     batch = batch or 32
     hidden = hidden or 64
@@ -138,14 +147,24 @@ def mlp(dtype: Any = "float32", batch: int | None = None, hidden: int | None = N
     h2 = ops.tanh(ops.linear(h1, w2, b2))
     logits = ops.linear(h2, w3, b3)
     loss = ops.softmax_cross_entropy(logits, labels, "mean")
-    return Model(g, loss, _classification_feeds(features, classes, batch, g.dtype),
-                 {"logits": logits})
+    return Model(
+        g,
+        loss,
+        _classification_feeds(features, classes, batch, g.dtype),
+        {"logits": logits},
+    )
 
 
 @register_model("mlp-bn")
-def mlp_bn(dtype: Any = "float32", batch: int | None = None, hidden: int | None = None,
-           seed: int = 0, features: int = 64, classes: int = 10,
-           momentum: float = 0.1) -> Model:
+def mlp_bn(
+    dtype: Any = "float32",
+    batch: int | None = None,
+    hidden: int | None = None,
+    seed: int = 0,
+    features: int = 64,
+    classes: int = 10,
+    momentum: float = 0.1,
+) -> Model:
     """x -> linear -> batch norm (momentum 0.1) -> relu -> linear -> cross-entropy."""
     batch = batch or 32
     hidden = hidden or 64
@@ -159,8 +178,12 @@ def mlp_bn(dtype: Any = "float32", batch: int | None = None, hidden: int | None 
     h = nn.batch_norm(g, ops.linear(x, w1, b1), "bn1", momentum=momentum)
     logits = ops.linear(ops.relu(h), w2, b2)
     loss = ops.softmax_cross_entropy(logits, labels, "mean")
-    return Model(g, loss, _classification_feeds(features, classes, batch, g.dtype),
-                 {"logits": logits})
+    return Model(
+        g,
+        loss,
+        _classification_feeds(features, classes, batch, g.dtype),
+        {"logits": logits},
+    )
 
 
 # The recurrent models register themselves on import.

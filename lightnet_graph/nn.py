@@ -10,8 +10,15 @@ from .graph import Graph, Tensor, mark_internal
 mark_internal(os.path.abspath(__file__))
 
 
-def batch_norm(graph: Graph, x: Tensor, name: str, momentum: float = 0.0, eps: float = 1e-5,
-               rho: float = 0.1, training: bool = True) -> Tensor:
+def batch_norm(
+    graph: Graph,
+    x: Tensor,
+    name: str,
+    momentum: float = 0.0,
+    eps: float = 1e-5,
+    rho: float = 0.1,
+    training: bool = True,
+) -> Tensor:
     """Declare a batch-norm layer over axis 1 of ``x`` and return its output.
 
     ``momentum`` (m) blends the previous step's normalizing statistics into
@@ -25,9 +32,13 @@ def batch_norm(graph: Graph, x: Tensor, name: str, momentum: float = 0.0, eps: f
     gamma = graph.parameter(f"{name}.weight", (features,), init=1.0, dtype=x.dtype)
     beta = graph.parameter(f"{name}.bias", (features,), dtype=x.dtype)
     running_mean = graph.state(f"{name}.running_mean", (features,), dtype=x.dtype)
-    running_var = graph.state(f"{name}.running_var", (features,), init=1.0, dtype=x.dtype)
+    running_var = graph.state(
+        f"{name}.running_var", (features,), init=1.0, dtype=x.dtype
+    )
     if not training:
-        return ops.batch_norm(x, gamma, beta, running_mean, running_var, momentum, eps, False)
+        return ops.batch_norm(
+            x, gamma, beta, running_mean, running_var, momentum, eps, False
+        )
 
     axes = (0,) + tuple(range(2, x.ndim))
     count = _count(x)

@@ -53,12 +53,18 @@ class Optimizer:
         for (param, _), grad in zip(pairs, gradients, strict=True):
             graph.assign(param, self.update(graph, param, grad, lr, t))
 
-    def update(self, graph: Graph, param: Tensor, grad: Tensor, lr: Tensor, t: Tensor) -> Tensor:
+    def update(
+        self, graph: Graph, param: Tensor, grad: Tensor, lr: Tensor, t: Tensor
+    ) -> Tensor:
         """Return the parameter's new value; ``t`` is the step count, from 1."""
         raise NotImplementedError
 
-    def _state(self, graph: Graph, param: Tensor, what: str, init: float = 0.0) -> Tensor:
-        return graph.state(f"optim.{param.name}.{what}", param.shape, init=init, dtype=param.dtype)
+    def _state(
+        self, graph: Graph, param: Tensor, what: str, init: float = 0.0
+    ) -> Tensor:
+        return graph.state(
+            f"optim.{param.name}.{what}", param.shape, init=init, dtype=param.dtype
+        )
 
 
 def clip_by_global_norm(gradients: Sequence[Tensor], max_norm: float) -> list[Tensor]:
@@ -76,13 +82,20 @@ def clip_by_global_norm(gradients: Sequence[Tensor], max_norm: float) -> list[Te
 class SGD(Optimizer):
     """v = mu v + (g + wd p);  p = p - lr v  (PyTorch SGD without dampening)."""
 
-    def __init__(self, lr: float, momentum: float = 0.0, weight_decay: float = 0.0,
-                 clip_norm: float | None = None) -> None:
+    def __init__(
+        self,
+        lr: float,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        clip_norm: float | None = None,
+    ) -> None:
         super().__init__(lr, clip_norm)
         self.momentum = float(momentum)
         self.weight_decay = float(weight_decay)
 
-    def update(self, graph: Graph, param: Tensor, grad: Tensor, lr: Tensor, t: Tensor) -> Tensor:
+    def update(
+        self, graph: Graph, param: Tensor, grad: Tensor, lr: Tensor, t: Tensor
+    ) -> Tensor:
         if self.weight_decay:
             grad = grad + param * self.weight_decay
         if self.momentum:
@@ -102,16 +115,24 @@ class Adam(Optimizer):
     p by (1 - lr wd).
     """
 
-    def __init__(self, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0, decoupled: bool = False,
-                 clip_norm: float | None = None) -> None:
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        decoupled: bool = False,
+        clip_norm: float | None = None,
+    ) -> None:
         super().__init__(lr, clip_norm)
         self.beta1, self.beta2 = (float(b) for b in betas)
         self.eps = float(eps)
         self.weight_decay = float(weight_decay)
         self.decoupled = decoupled
 
-    def update(self, graph: Graph, param: Tensor, grad: Tensor, lr: Tensor, t: Tensor) -> Tensor:
+    def update(
+        self, graph: Graph, param: Tensor, grad: Tensor, lr: Tensor, t: Tensor
+    ) -> Tensor:
         if self.weight_decay and self.decoupled:
             param = param * (1.0 - lr * self.weight_decay)
         elif self.weight_decay:
@@ -132,14 +153,22 @@ class Adam(Optimizer):
 class RMSProp(Optimizer):
     """s = alpha s + (1 - alpha) g^2;  p = p - lr g / (sqrt(s) + eps)  (PyTorch RMSprop)."""
 
-    def __init__(self, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
-                 weight_decay: float = 0.0, clip_norm: float | None = None) -> None:
+    def __init__(
+        self,
+        lr: float = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        clip_norm: float | None = None,
+    ) -> None:
         super().__init__(lr, clip_norm)
         self.alpha = float(alpha)
         self.eps = float(eps)
         self.weight_decay = float(weight_decay)
 
-    def update(self, graph: Graph, param: Tensor, grad: Tensor, lr: Tensor, t: Tensor) -> Tensor:
+    def update(
+        self, graph: Graph, param: Tensor, grad: Tensor, lr: Tensor, t: Tensor
+    ) -> Tensor:
         if self.weight_decay:
             grad = grad + param * self.weight_decay
         square_avg = self._state(graph, param, "square_avg")
@@ -151,16 +180,24 @@ class RMSProp(Optimizer):
 class Adagrad(Optimizer):
     """s = s + g^2;  p = p - lr / (1 + (t - 1) lr_decay) * g / (sqrt(s) + eps)  (PyTorch Adagrad)."""
 
-    def __init__(self, lr: float = 1e-2, lr_decay: float = 0.0, eps: float = 1e-10,
-                 initial_accumulator_value: float = 0.0, weight_decay: float = 0.0,
-                 clip_norm: float | None = None) -> None:
+    def __init__(
+        self,
+        lr: float = 1e-2,
+        lr_decay: float = 0.0,
+        eps: float = 1e-10,
+        initial_accumulator_value: float = 0.0,
+        weight_decay: float = 0.0,
+        clip_norm: float | None = None,
+    ) -> None:
         super().__init__(lr, clip_norm)
         self.lr_decay = float(lr_decay)
         self.eps = float(eps)
         self.initial = float(initial_accumulator_value)
         self.weight_decay = float(weight_decay)
 
-    def update(self, graph: Graph, param: Tensor, grad: Tensor, lr: Tensor, t: Tensor) -> Tensor:
+    def update(
+        self, graph: Graph, param: Tensor, grad: Tensor, lr: Tensor, t: Tensor
+    ) -> Tensor:
         if self.weight_decay:
             grad = grad + param * self.weight_decay
         total = self._state(graph, param, "sum", init=self.initial)

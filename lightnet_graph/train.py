@@ -79,17 +79,25 @@ class History:
 class Trainer:
     """Runs a job's steps with checkpoints every ``checkpoint_every`` steps."""
 
-    def __init__(self, job: Job, steps: int, eval_every: int = 0,
-                 checkpoint_dir: str | os.PathLike[str] | None = None,
-                 checkpoint_every: int = 0, progress: bool = True,
-                 on_evaluation: Callable[[int, dict[str, float]], None] | None = None) -> None:
+    def __init__(
+        self,
+        job: Job,
+        steps: int,
+        eval_every: int = 0,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        checkpoint_every: int = 0,
+        progress: bool = True,
+        on_evaluation: Callable[[int, dict[str, float]], None] | None = None,
+    ) -> None:
         if steps < 1:
             raise TrainingError(f"--steps {steps} must be at least 1")
         self.job = job
         self.steps = steps
         self.eval_every = eval_every
         self.checkpoint_path = (
-            os.path.join(os.fspath(checkpoint_dir), CHECKPOINT_NAME) if checkpoint_dir else None
+            os.path.join(os.fspath(checkpoint_dir), CHECKPOINT_NAME)
+            if checkpoint_dir
+            else None
         )
         self.checkpoint_every = checkpoint_every
         self.progress = progress
@@ -99,7 +107,9 @@ class Trainer:
     def resume(self) -> int:
         """Load the checkpoint in the checkpoint folder; return the next step."""
         if self.checkpoint_path is None:
-            raise TrainingError("--resume needs --checkpoint-dir, the folder to resume from")
+            raise TrainingError(
+                "--resume needs --checkpoint-dir, the folder to resume from"
+            )
         metadata = load_checkpoint(self.checkpoint_path, self.job.program)
         saved_job = metadata.get("job")
         if saved_job != self.job.name:
@@ -114,18 +124,26 @@ class Trainer:
                     f"{metadata.get('settings', {}).get(key)!r}, but this run has {value!r}"
                 )
         self.start_step = int(metadata["step"])
-        logger.info("resumed %s from %s at step %d", self.job.name, self.checkpoint_path,
-                    self.start_step)
+        logger.info(
+            "resumed %s from %s at step %d",
+            self.job.name,
+            self.checkpoint_path,
+            self.start_step,
+        )
         return self.start_step
 
     def save(self, next_step: int) -> None:
         if self.checkpoint_path is None:
             return
-        save_checkpoint(self.checkpoint_path, self.job.program, {
-            "job": self.job.name,
-            "step": next_step,
-            "settings": self.job.metadata(),
-        })
+        save_checkpoint(
+            self.checkpoint_path,
+            self.job.program,
+            {
+                "job": self.job.name,
+                "step": next_step,
+                "settings": self.job.metadata(),
+            },
+        )
         logger.info("wrote checkpoint %s at step %d", self.checkpoint_path, next_step)
 
     def run(self) -> History:
@@ -134,8 +152,13 @@ class Trainer:
 
         history = History()
         began = time.perf_counter()
-        bar = tqdm(total=self.steps, initial=self.start_step, disable=not self.progress,
-                   unit="step", dynamic_ncols=True)
+        bar = tqdm(
+            total=self.steps,
+            initial=self.start_step,
+            disable=not self.progress,
+            unit="step",
+            dynamic_ncols=True,
+        )
         try:
             if self.eval_every and self.start_step == 0:
                 self._evaluate(0, history)
@@ -151,12 +174,19 @@ class Trainer:
                 history.steps.append(step + 1)
                 history.losses.append(loss)
                 rate = self.job.tokens_per_step / elapsed
-                bar.set_postfix(loss=f"{loss:.4f}", **{f"{self.job.throughput_unit}/s": f"{rate:,.0f}"})
+                bar.set_postfix(
+                    loss=f"{loss:.4f}",
+                    **{f"{self.job.throughput_unit}/s": f"{rate:,.0f}"},
+                )
                 bar.update(1)
                 done = step + 1
-                if self.eval_every and (done % self.eval_every == 0 or done == self.steps):
+                if self.eval_every and (
+                    done % self.eval_every == 0 or done == self.steps
+                ):
                     self._evaluate(done, history)
-                if self.checkpoint_every and (done % self.checkpoint_every == 0 or done == self.steps):
+                if self.checkpoint_every and (
+                    done % self.checkpoint_every == 0 or done == self.steps
+                ):
                     self.save(done)
         finally:
             bar.close()
@@ -186,8 +216,17 @@ def plot_history(history: History, path: str | os.PathLike[str], title: str) -> 
     axes.plot(history.steps, history.losses, label="training loss", linewidth=1)
     if history.evaluations:
         steps = [step for step, _ in history.evaluations]
-        key = "loss" if "loss" in history.evaluations[0][1] else next(iter(history.evaluations[0][1]))
-        axes.plot(steps, [m[key] for _, m in history.evaluations], "o-", label=f"validation {key}")
+        key = (
+            "loss"
+            if "loss" in history.evaluations[0][1]
+            else next(iter(history.evaluations[0][1]))
+        )
+        axes.plot(
+            steps,
+            [m[key] for _, m in history.evaluations],
+            "o-",
+            label=f"validation {key}",
+        )
     axes.set_xlabel("step")
     axes.set_ylabel("loss")
     axes.set_title(title)

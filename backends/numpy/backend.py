@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import linecache
 import traceback
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -21,7 +21,9 @@ class NumpyBackend:
 
     name = "numpy"
 
-    def lower(self, graph: Graph, outputs: Mapping[str, int], stages: Mapping[str, Graph]) -> NumpyExecutable:
+    def lower(
+        self, graph: Graph, outputs: Mapping[str, int], stages: Mapping[str, Graph]
+    ) -> NumpyExecutable:
         return NumpyExecutable(graph, outputs, stages, generate(graph, outputs))
 
 
@@ -31,32 +33,55 @@ class NumpyExecutable(Executable):
     backend_name = "numpy"
     _counter = 0
 
-    def __init__(self, graph: Graph, outputs: Mapping[str, int], stages: Mapping[str, Graph],
-                 module: GeneratedModule) -> None:
+    def __init__(
+        self,
+        graph: Graph,
+        outputs: Mapping[str, int],
+        stages: Mapping[str, Graph],
+        module: GeneratedModule,
+    ) -> None:
         super().__init__(graph, outputs, stages)
         self.module = module
         NumpyExecutable._counter += 1
         self._filename = f"<lightnet-graph {graph.name} #{NumpyExecutable._counter}>"
         # Registering the source lets tracebacks and debuggers show its lines.
         lines = module.source.splitlines(keepends=True)
-        linecache.cache[self._filename] = (len(module.source), None, lines, self._filename)
+        linecache.cache[self._filename] = (
+            len(module.source),
+            None,
+            lines,
+            self._filename,
+        )
         namespace: dict = {"np": np, "k": kernels}
         exec(compile(module.source, self._filename, "exec"), namespace)  # noqa: S102
         self._run = namespace["run"]
         self._buffers = namespace["allocate"]()
 
-    def _execute(self, inputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    def _execute(
+        self, inputs: dict[str, np.ndarray]
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         try:
-            return self._run(inputs, self.parameters, self.states, self.module.constants, self._buffers)
+            return self._run(
+                inputs,
+                self.parameters,
+                self.states,
+                self.module.constants,
+                self._buffers,
+            )
         except ValueError as error:
             raise InputValueError(f"{error}{self._where(error)}") from None
 
     def _where(self, error: BaseException) -> str:
         """Name the op whose generated line raised ``error``."""
         for frame in reversed(traceback.extract_tb(error.__traceback__)):
-            if frame.filename == self._filename and frame.lineno in self.module.line_nodes:
+            if (
+                frame.filename == self._filename
+                and frame.lineno in self.module.line_nodes
+            ):
                 data = self.graph.nx.nodes[self.module.line_nodes[frame.lineno]]
-                location = f", declared at {data['location']}" if data["location"] else ""
+                location = (
+                    f", declared at {data['location']}" if data["location"] else ""
+                )
                 return f" (in {data['op'].name} {data['name']!r}{location})"
         return ""
 
@@ -66,7 +91,11 @@ class NumpyExecutable(Executable):
 
     @property
     def kernels(self) -> list[KernelInfo]:
-        return [KernelInfo(name="run", source=self.module.source, nodes=self.module.op_names)]
+        return [
+            KernelInfo(
+                name="run", source=self.module.source, nodes=self.module.op_names
+            )
+        ]
 
     def memory_plan(self) -> MemoryPlan:
         buffers = tuple(

@@ -10,7 +10,8 @@ nodes through the public op functions.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -102,7 +103,9 @@ class Op:
         """
         raise NotImplementedError
 
-    def gradient(self, inputs: list[Tensor], output: Tensor, dy: Tensor) -> list[Tensor | None]:
+    def gradient(
+        self, inputs: list[Tensor], output: Tensor, dy: Tensor
+    ) -> list[Tensor | None]:
         """Return the gradient of the loss for each input, given ``dy``.
 
         ``None`` means no gradient flows into that input (integer labels,
@@ -161,7 +164,9 @@ def _as_tensor(graph: Graph, value: Any, operands: Sequence[Any]) -> Tensor:
         return value
     if isinstance(value, LightnetError):
         raise value
-    float_dtypes = [v.dtype for v in operands if isinstance(v, Tensor) and v.dtype in FLOAT_DTYPES]
+    float_dtypes = [
+        v.dtype for v in operands if isinstance(v, Tensor) and v.dtype in FLOAT_DTYPES
+    ]
     dtype = float_dtypes[0] if float_dtypes else graph.dtype
     array = np.asarray(value)
     if array.dtype.kind in "iub" and not float_dtypes:
@@ -180,7 +185,9 @@ def float_dtype(op_name: str, *types: TensorType) -> np.dtype:
         )
     dtype = next(iter(dtypes))
     if dtype not in FLOAT_DTYPES:
-        raise DTypeError(f"operand dtype {dtype} is not a float; use float32 or float64")
+        raise DTypeError(
+            f"operand dtype {dtype} is not a float; use float32 or float64"
+        )
     return dtype
 
 

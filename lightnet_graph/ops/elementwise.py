@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,9 @@ class Add(Binary):
     name = "add"
     ufunc = "np.add"
 
-    def gradient(self, inputs: list[Tensor], output: Tensor, dy: Tensor) -> list[Tensor | None]:
+    def gradient(
+        self, inputs: list[Tensor], output: Tensor, dy: Tensor
+    ) -> list[Tensor | None]:
         a, b = inputs
         return [F.sum_to(dy, a.shape), F.sum_to(dy, b.shape)]
 
@@ -53,7 +56,9 @@ class Sub(Binary):
     name = "sub"
     ufunc = "np.subtract"
 
-    def gradient(self, inputs: list[Tensor], output: Tensor, dy: Tensor) -> list[Tensor | None]:
+    def gradient(
+        self, inputs: list[Tensor], output: Tensor, dy: Tensor
+    ) -> list[Tensor | None]:
         a, b = inputs
         return [F.sum_to(dy, a.shape), F.neg(F.sum_to(dy, b.shape))]
 
@@ -65,7 +70,9 @@ class Mul(Binary):
     name = "mul"
     ufunc = "np.multiply"
 
-    def gradient(self, inputs: list[Tensor], output: Tensor, dy: Tensor) -> list[Tensor | None]:
+    def gradient(
+        self, inputs: list[Tensor], output: Tensor, dy: Tensor
+    ) -> list[Tensor | None]:
         a, b = inputs
         return [F.sum_to(F.mul(dy, b), a.shape), F.sum_to(F.mul(dy, a), b.shape)]
 
@@ -77,7 +84,9 @@ class Div(Binary):
     name = "div"
     ufunc = "np.divide"
 
-    def gradient(self, inputs: list[Tensor], output: Tensor, dy: Tensor) -> list[Tensor | None]:
+    def gradient(
+        self, inputs: list[Tensor], output: Tensor, dy: Tensor
+    ) -> list[Tensor | None]:
         a, b = inputs
         da = F.sum_to(F.div(dy, b), a.shape)
         db = F.neg(F.sum_to(F.div(F.mul(dy, output), b), b.shape))
@@ -93,7 +102,9 @@ class Equal(Binary):
     def numpy(self, args: Sequence[str], out: str) -> str:
         return f"k.equal({args[0]}, {args[1]}, out={out})"
 
-    def gradient(self, inputs: list[Tensor], output: Tensor, dy: Tensor) -> list[Tensor | None]:
+    def gradient(
+        self, inputs: list[Tensor], output: Tensor, dy: Tensor
+    ) -> list[Tensor | None]:
         return [None, None]
 
 
@@ -116,7 +127,9 @@ class Neg(Unary):
     name = "neg"
     ufunc = "np.negative"
 
-    def gradient(self, inputs: list[Tensor], output: Tensor, dy: Tensor) -> list[Tensor | None]:
+    def gradient(
+        self, inputs: list[Tensor], output: Tensor, dy: Tensor
+    ) -> list[Tensor | None]:
         return [F.neg(dy)]
 
 
@@ -127,7 +140,9 @@ class Exp(Unary):
     name = "exp"
     ufunc = "np.exp"
 
-    def gradient(self, inputs: list[Tensor], output: Tensor, dy: Tensor) -> list[Tensor | None]:
+    def gradient(
+        self, inputs: list[Tensor], output: Tensor, dy: Tensor
+    ) -> list[Tensor | None]:
         return [F.mul(dy, output)]
 
 
@@ -138,7 +153,9 @@ class Log(Unary):
     name = "log"
     ufunc = "np.log"
 
-    def gradient(self, inputs: list[Tensor], output: Tensor, dy: Tensor) -> list[Tensor | None]:
+    def gradient(
+        self, inputs: list[Tensor], output: Tensor, dy: Tensor
+    ) -> list[Tensor | None]:
         return [F.div(dy, inputs[0])]
 
 
@@ -149,7 +166,9 @@ class Sqrt(Unary):
     name = "sqrt"
     ufunc = "np.sqrt"
 
-    def gradient(self, inputs: list[Tensor], output: Tensor, dy: Tensor) -> list[Tensor | None]:
+    def gradient(
+        self, inputs: list[Tensor], output: Tensor, dy: Tensor
+    ) -> list[Tensor | None]:
         return [F.div(dy, F.mul(output, 2.0))]
 
 
@@ -162,7 +181,9 @@ class Relu(Unary):
     def numpy(self, args: Sequence[str], out: str) -> str:
         return f"np.maximum({args[0]}, 0, out={out})"
 
-    def gradient(self, inputs: list[Tensor], output: Tensor, dy: Tensor) -> list[Tensor | None]:
+    def gradient(
+        self, inputs: list[Tensor], output: Tensor, dy: Tensor
+    ) -> list[Tensor | None]:
         return [F.mul(dy, F.step(inputs[0], 0.0))]
 
 
@@ -178,7 +199,9 @@ class LeakyRelu(Unary):
     def numpy(self, args: Sequence[str], out: str) -> str:
         return f"k.leaky_relu({args[0]}, {literal(self.alpha)}, out={out})"
 
-    def gradient(self, inputs: list[Tensor], output: Tensor, dy: Tensor) -> list[Tensor | None]:
+    def gradient(
+        self, inputs: list[Tensor], output: Tensor, dy: Tensor
+    ) -> list[Tensor | None]:
         return [F.mul(dy, F.step(inputs[0], self.alpha))]
 
 
@@ -194,7 +217,9 @@ class Step(Unary):
     def numpy(self, args: Sequence[str], out: str) -> str:
         return f"k.step({args[0]}, {literal(self.low)}, out={out})"
 
-    def gradient(self, inputs: list[Tensor], output: Tensor, dy: Tensor) -> list[Tensor | None]:
+    def gradient(
+        self, inputs: list[Tensor], output: Tensor, dy: Tensor
+    ) -> list[Tensor | None]:
         return [None]
 
 
@@ -208,7 +233,9 @@ class Tanh(Unary):
     name = "tanh"
     ufunc = "np.tanh"
 
-    def gradient(self, inputs: list[Tensor], output: Tensor, dy: Tensor) -> list[Tensor | None]:
+    def gradient(
+        self, inputs: list[Tensor], output: Tensor, dy: Tensor
+    ) -> list[Tensor | None]:
         return [F.mul(dy, F.sub(1.0, F.mul(output, output)))]
 
 
@@ -224,7 +251,9 @@ class Sigmoid(Unary):
     def numpy(self, args: Sequence[str], out: str) -> str:
         return f"k.sigmoid({args[0]}, out={out})"
 
-    def gradient(self, inputs: list[Tensor], output: Tensor, dy: Tensor) -> list[Tensor | None]:
+    def gradient(
+        self, inputs: list[Tensor], output: Tensor, dy: Tensor
+    ) -> list[Tensor | None]:
         return [F.mul(dy, F.mul(output, F.sub(1.0, output)))]
 
 
@@ -241,7 +270,9 @@ class StopGradient(Unary):
     def numpy(self, args: Sequence[str], out: str) -> str:
         return args[0]
 
-    def gradient(self, inputs: list[Tensor], output: Tensor, dy: Tensor) -> list[Tensor | None]:
+    def gradient(
+        self, inputs: list[Tensor], output: Tensor, dy: Tensor
+    ) -> list[Tensor | None]:
         return [None]
 
 
@@ -262,7 +293,9 @@ class Cast(Unary):
     def numpy(self, args: Sequence[str], out: str) -> str:
         return f"k.cast({args[0]}, {literal(self.dtype)}, out={out})"
 
-    def gradient(self, inputs: list[Tensor], output: Tensor, dy: Tensor) -> list[Tensor | None]:
+    def gradient(
+        self, inputs: list[Tensor], output: Tensor, dy: Tensor
+    ) -> list[Tensor | None]:
         x = inputs[0]
         if x.dtype.kind != "f":
             return [None]

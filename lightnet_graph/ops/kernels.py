@@ -36,7 +36,9 @@ def cast(x: np.ndarray, dtype: np.dtype, out: np.ndarray | None = None) -> np.nd
     return out
 
 
-def leaky_relu(x: np.ndarray, alpha: float, out: np.ndarray | None = None) -> np.ndarray:
+def leaky_relu(
+    x: np.ndarray, alpha: float, out: np.ndarray | None = None
+) -> np.ndarray:
     return _into(out, np.where(x > 0, x, x * x.dtype.type(alpha)))
 
 
@@ -49,7 +51,9 @@ def equal(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nda
     return _into(out, np.equal(a, b).astype(np.result_type(a, b)))
 
 
-def sum_to(x: np.ndarray, shape: tuple[int, ...], out: np.ndarray | None = None) -> np.ndarray:
+def sum_to(
+    x: np.ndarray, shape: tuple[int, ...], out: np.ndarray | None = None
+) -> np.ndarray:
     """Sum ``x`` over the axes that broadcasting ``shape`` to ``x.shape`` added."""
     lead = x.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(
@@ -77,8 +81,12 @@ def check_labels(labels: np.ndarray, classes: int) -> None:
         )
 
 
-def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray, reduction: str,
-                          out: np.ndarray | None = None) -> np.ndarray:
+def softmax_cross_entropy(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    reduction: str,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
     """-log softmax(logits)[label] = logsumexp(logits) - logits[label].
 
     The log-sum-exp subtracts the row max first, so logits of 1e8 stay finite.
@@ -87,7 +95,9 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray, reduction: str
     check_labels(labels, classes)
     top = np.max(logits, axis=-1, keepdims=True)
     shifted = logits - top
-    picked = np.take_along_axis(shifted, labels[..., None].astype(np.intp), axis=-1)[..., 0]
+    picked = np.take_along_axis(shifted, labels[..., None].astype(np.intp), axis=-1)[
+        ..., 0
+    ]
     # Both terms stay relative to the max, because adding the max back to the
     # log-sum-exp would round ln 2 away next to logits of 1e8.
     losses = np.log(np.sum(np.exp(shifted), axis=-1)) - picked
@@ -97,31 +107,39 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray, reduction: str
     return _into(out, np.asarray(total, dtype=logits.dtype))
 
 
-def one_hot(indices: np.ndarray, depth: int, dtype: np.dtype,
-            out: np.ndarray | None = None) -> np.ndarray:
+def one_hot(
+    indices: np.ndarray, depth: int, dtype: np.dtype, out: np.ndarray | None = None
+) -> np.ndarray:
     check_labels(indices, depth)
     value = (indices[..., None] == np.arange(depth)).astype(dtype)
     return _into(out, value)
 
 
-def gather(table: np.ndarray, indices: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+def gather(
+    table: np.ndarray, indices: np.ndarray, out: np.ndarray | None = None
+) -> np.ndarray:
     check_labels(indices, table.shape[0])
     return np.take(table, indices, axis=0, out=out)
 
 
-def scatter_add(indices: np.ndarray, values: np.ndarray, rows: int,
-                out: np.ndarray | None = None) -> np.ndarray:
+def scatter_add(
+    indices: np.ndarray, values: np.ndarray, rows: int, out: np.ndarray | None = None
+) -> np.ndarray:
     """Zeros of shape (rows, ...) with each ``values`` slice added at its index row."""
     if out is None:
-        out = np.zeros((rows,) + values.shape[indices.ndim:], values.dtype)
+        out = np.zeros((rows,) + values.shape[indices.ndim :], values.dtype)
     else:
         out.fill(0)
     np.add.at(out, indices, values)
     return out
 
 
-def unslice(values: np.ndarray, shape: tuple[int, ...], index: tuple,
-            out: np.ndarray | None = None) -> np.ndarray:
+def unslice(
+    values: np.ndarray,
+    shape: tuple[int, ...],
+    index: tuple,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
     """Zeros of ``shape`` with ``values`` written at ``index``."""
     if out is None:
         out = np.zeros(shape, values.dtype)
@@ -138,20 +156,31 @@ def _bn_axes(x: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...], int]:
     return axes, shape, count
 
 
-def batch_norm_statistics(x: np.ndarray, prev_mean: np.ndarray, prev_var: np.ndarray,
-                          momentum: float) -> tuple[np.ndarray, np.ndarray]:
+def batch_norm_statistics(
+    x: np.ndarray, prev_mean: np.ndarray, prev_var: np.ndarray, momentum: float
+) -> tuple[np.ndarray, np.ndarray]:
     """The normalizing mean and variance of training mode, kept as (1, C, ...)."""
     axes, shape, _ = _bn_axes(x)
     m = x.dtype.type(momentum)
     mean = (1 - m) * np.mean(x, axis=axes, keepdims=True) + m * prev_mean.reshape(shape)
     centered = x - mean
-    var = (1 - m) * np.mean(centered * centered, axis=axes, keepdims=True) + m * prev_var.reshape(shape)
+    var = (1 - m) * np.mean(
+        centered * centered, axis=axes, keepdims=True
+    ) + m * prev_var.reshape(shape)
     return mean, var
 
 
-def batch_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, mean: np.ndarray,
-               var: np.ndarray, momentum: float, eps: float, training: bool,
-               out: np.ndarray | None = None) -> np.ndarray:
+def batch_norm(
+    x: np.ndarray,
+    gamma: np.ndarray,
+    beta: np.ndarray,
+    mean: np.ndarray,
+    var: np.ndarray,
+    momentum: float,
+    eps: float,
+    training: bool,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
     axes, shape, _ = _bn_axes(x)
     if training:
         mu, sigma2 = batch_norm_statistics(x, mean, var, momentum)
@@ -161,9 +190,18 @@ def batch_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, mean: np.ndar
     return _into(out, gamma.reshape(shape) * xhat + beta.reshape(shape))
 
 
-def batch_norm_grad(x: np.ndarray, gamma: np.ndarray, mean: np.ndarray, var: np.ndarray,
-                    dy: np.ndarray, momentum: float, eps: float, training: bool, wrt: str,
-                    out: np.ndarray | None = None) -> np.ndarray:
+def batch_norm_grad(
+    x: np.ndarray,
+    gamma: np.ndarray,
+    mean: np.ndarray,
+    var: np.ndarray,
+    dy: np.ndarray,
+    momentum: float,
+    eps: float,
+    training: bool,
+    wrt: str,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
     """The gradient of batch_norm with respect to one operand; see BatchNormGrad."""
     axes, shape, b = _bn_axes(x)
     dt = x.dtype.type
@@ -194,7 +232,9 @@ def batch_norm_grad(x: np.ndarray, gamma: np.ndarray, mean: np.ndarray, var: np.
         if wrt == "x":
             value = g / s * (dy - k * big_g - k * big_d / (s * s) * (d - k * big_s))
         elif wrt == "mean":
-            value = (g * m * (-big_g / s + big_d * (1 - m) * big_s / (dt(b) * s**3))).reshape(-1)
+            value = (
+                g * m * (-big_g / s + big_d * (1 - m) * big_s / (dt(b) * s**3))
+            ).reshape(-1)
         else:
             value = (-g * m * big_d / (2 * s**3)).reshape(-1)
     return _into(out, np.asarray(value, dtype=x.dtype))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -35,7 +35,9 @@ class Softmax(Op):
     def numpy(self, args: Sequence[str], out: str) -> str:
         return f"k.softmax({args[0]}, {self.axis}, out={out})"
 
-    def gradient(self, inputs: list[Tensor], output: Tensor, dy: Tensor) -> list[Tensor | None]:
+    def gradient(
+        self, inputs: list[Tensor], output: Tensor, dy: Tensor
+    ) -> list[Tensor | None]:
         inner = F.sum(F.mul(dy, output), self.axis, keepdims=True)
         return [F.mul(output, F.sub(dy, inner))]
 
@@ -55,13 +57,17 @@ class SoftmaxCrossEntropy(Op):
 
     def __init__(self, reduction: str = "mean") -> None:
         if reduction not in ("sum", "mean"):
-            raise ValueError(f"reduction {reduction!r} is not supported; use 'sum' or 'mean'")
+            raise ValueError(
+                f"reduction {reduction!r} is not supported; use 'sum' or 'mean'"
+            )
         self._set_attrs(reduction=reduction)
 
     def infer(self, logits: TensorType, labels: TensorType) -> TensorType:
         dtype = float_dtype(self.name, logits)
         if labels.dtype not in INDEX_DTYPES:
-            raise DTypeError(f"labels have dtype {labels.dtype}; use int32 or int64 class indices")
+            raise DTypeError(
+                f"labels have dtype {labels.dtype}; use int32 or int64 class indices"
+            )
         if logits.ndim < 1 or labels.shape != logits.shape[:-1]:
             raise ShapeError(
                 f"logits shape {logits.shape} and labels shape {labels.shape} do not "
@@ -72,7 +78,9 @@ class SoftmaxCrossEntropy(Op):
     def numpy(self, args: Sequence[str], out: str) -> str:
         return f"k.softmax_cross_entropy({args[0]}, {args[1]}, {self.reduction!r}, out={out})"
 
-    def gradient(self, inputs: list[Tensor], output: Tensor, dy: Tensor) -> list[Tensor | None]:
+    def gradient(
+        self, inputs: list[Tensor], output: Tensor, dy: Tensor
+    ) -> list[Tensor | None]:
         logits, labels = inputs
         target = F.one_hot(labels, logits.shape[-1], logits.dtype)
         grad = F.mul(F.sub(F.softmax(logits, -1), target), dy)
@@ -84,7 +92,9 @@ class SoftmaxCrossEntropy(Op):
 
 def _check_batch_norm(x: TensorType, *per_feature: TensorType) -> None:
     if x.ndim < 2:
-        raise ShapeError(f"input shape {x.shape} needs a batch axis and a feature axis (N, C, ...)")
+        raise ShapeError(
+            f"input shape {x.shape} needs a batch axis and a feature axis (N, C, ...)"
+        )
     for t in per_feature:
         if t.shape != (x.shape[1],):
             raise ShapeError(
@@ -113,13 +123,23 @@ class BatchNorm(Op):
     name = "batch_norm"
     arity = 5
 
-    def __init__(self, momentum: float = 0.0, eps: float = 1e-5, training: bool = True) -> None:
+    def __init__(
+        self, momentum: float = 0.0, eps: float = 1e-5, training: bool = True
+    ) -> None:
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"batch_norm momentum {momentum} must lie in [0, 1)")
-        self._set_attrs(momentum=float(momentum), eps=float(eps), training=bool(training))
+        self._set_attrs(
+            momentum=float(momentum), eps=float(eps), training=bool(training)
+        )
 
-    def infer(self, x: TensorType, gamma: TensorType, beta: TensorType, mean: TensorType,
-              var: TensorType) -> TensorType:
+    def infer(
+        self,
+        x: TensorType,
+        gamma: TensorType,
+        beta: TensorType,
+        mean: TensorType,
+        var: TensorType,
+    ) -> TensorType:
         float_dtype(self.name, x, gamma, beta, mean, var)
         _check_batch_norm(x, gamma, beta, mean, var)
         return x
@@ -130,7 +150,9 @@ class BatchNorm(Op):
             f"{literal(self.eps)}, {self.training}, out={out})"
         )
 
-    def gradient(self, inputs: list[Tensor], output: Tensor, dy: Tensor) -> list[Tensor | None]:
+    def gradient(
+        self, inputs: list[Tensor], output: Tensor, dy: Tensor
+    ) -> list[Tensor | None]:
         x, gamma, _, mean, var = inputs
         grads = {}
         for wrt in ("x", "gamma", "beta", "mean", "var"):
@@ -162,11 +184,21 @@ class BatchNormGrad(Op):
 
     def __init__(self, momentum: float, eps: float, training: bool, wrt: str) -> None:
         if wrt not in ("x", "gamma", "beta", "mean", "var"):
-            raise ValueError(f"batch_norm_grad wrt={wrt!r} is not an operand of batch_norm")
-        self._set_attrs(momentum=float(momentum), eps=float(eps), training=bool(training), wrt=wrt)
+            raise ValueError(
+                f"batch_norm_grad wrt={wrt!r} is not an operand of batch_norm"
+            )
+        self._set_attrs(
+            momentum=float(momentum), eps=float(eps), training=bool(training), wrt=wrt
+        )
 
-    def infer(self, x: TensorType, gamma: TensorType, mean: TensorType, var: TensorType,
-              dy: TensorType) -> TensorType:
+    def infer(
+        self,
+        x: TensorType,
+        gamma: TensorType,
+        mean: TensorType,
+        var: TensorType,
+        dy: TensorType,
+    ) -> TensorType:
         float_dtype(self.name, x, gamma, mean, var, dy)
         _check_batch_norm(x, gamma, mean, var)
         return x if self.wrt == "x" else gamma
@@ -177,7 +209,9 @@ class BatchNormGrad(Op):
             f"{literal(self.eps)}, {self.training}, {self.wrt!r}, out={out})"
         )
 
-    def gradient(self, inputs: list[Tensor], output: Tensor, dy: Tensor) -> list[Tensor | None]:
+    def gradient(
+        self, inputs: list[Tensor], output: Tensor, dy: Tensor
+    ) -> list[Tensor | None]:
         """Differentiate batch_norm, written out in elementwise ops, twice.
 
         The first derivative of that expression with respect to ``wrt`` is
@@ -191,15 +225,24 @@ class BatchNormGrad(Op):
         # the incoming dy itself depends on x.
         x, gamma, mean, var, upstream = (F.stop_gradient(t) for t in inputs)
         beta = x.graph.constant(np.zeros(gamma.shape, gamma.dtype))
-        y = _batch_norm_expression(x, gamma, beta, mean, var, self.momentum, self.eps,
-                                   self.training)
+        y = _batch_norm_expression(
+            x, gamma, beta, mean, var, self.momentum, self.eps, self.training
+        )
         operands = {"x": x, "gamma": gamma, "beta": beta, "mean": mean, "var": var}
         (first,) = grad(y, [operands[self.wrt]], dy=upstream)
         return grad(first, [x, gamma, mean, var, upstream], dy=dy)
 
 
-def _batch_norm_expression(x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor, var: Tensor,
-                           momentum: float, eps: float, training: bool) -> Tensor:
+def _batch_norm_expression(
+    x: Tensor,
+    gamma: Tensor,
+    beta: Tensor,
+    mean: Tensor,
+    var: Tensor,
+    momentum: float,
+    eps: float,
+    training: bool,
+) -> Tensor:
     """Declare batch_norm from reductions and elementwise ops.
 
     Autodiff can differentiate this form to any order. :class:`BatchNorm`
@@ -223,11 +266,21 @@ def softmax(x: Tensor, axis: int = -1) -> Tensor:
     return apply(Softmax(axis), x)
 
 
-def softmax_cross_entropy(logits: Tensor, labels: Tensor, reduction: str = "mean") -> Tensor:
+def softmax_cross_entropy(
+    logits: Tensor, labels: Tensor, reduction: str = "mean"
+) -> Tensor:
     return apply(SoftmaxCrossEntropy(reduction), logits, labels)
 
 
-def batch_norm(x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor, var: Tensor,
-               momentum: float = 0.0, eps: float = 1e-5, training: bool = True) -> Tensor:
+def batch_norm(
+    x: Tensor,
+    gamma: Tensor,
+    beta: Tensor,
+    mean: Tensor,
+    var: Tensor,
+    momentum: float = 0.0,
+    eps: float = 1e-5,
+    training: bool = True,
+) -> Tensor:
     """Normalize ``x`` per feature; see :class:`BatchNorm` for the math."""
     return apply(BatchNorm(momentum, eps, training), x, gamma, beta, mean, var)

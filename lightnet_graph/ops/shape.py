@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -31,14 +32,18 @@ class Transpose(Op):
     def infer(self, x: TensorType) -> TensorType:
         perm = self.perm if self.perm is not None else tuple(reversed(range(x.ndim)))
         if sorted(perm) != list(range(x.ndim)):
-            raise ShapeError(f"perm {perm} is not a permutation of the {x.ndim} axes of {x.shape}")
+            raise ShapeError(
+                f"perm {perm} is not a permutation of the {x.ndim} axes of {x.shape}"
+            )
         self._set_attrs(perm=tuple(perm))
         return TensorType(tuple(x.shape[p] for p in perm), x.dtype)
 
     def numpy(self, args: Sequence[str], out: str) -> str:
         return f"np.transpose({args[0]}, {self.perm!r})"
 
-    def gradient(self, inputs: list[Tensor], output: Tensor, dy: Tensor) -> list[Tensor | None]:
+    def gradient(
+        self, inputs: list[Tensor], output: Tensor, dy: Tensor
+    ) -> list[Tensor | None]:
         return [F.transpose(dy, tuple(int(i) for i in np.argsort(self.perm)))]
 
 
@@ -62,17 +67,23 @@ class Reshape(Op):
         if -1 in shape:
             known = int(np.prod([d for d in shape if d != -1], dtype=np.int64))
             if known == 0 or x.size % known:
-                raise ShapeError(f"cannot reshape {x.shape} ({x.size} elements) to {self.shape}")
+                raise ShapeError(
+                    f"cannot reshape {x.shape} ({x.size} elements) to {self.shape}"
+                )
             shape[shape.index(-1)] = x.size // known
         if int(np.prod(shape, dtype=np.int64)) != x.size or any(d < 0 for d in shape):
-            raise ShapeError(f"cannot reshape {x.shape} ({x.size} elements) to {self.shape}")
+            raise ShapeError(
+                f"cannot reshape {x.shape} ({x.size} elements) to {self.shape}"
+            )
         self._set_attrs(shape=tuple(shape))
         return TensorType(tuple(shape), x.dtype)
 
     def numpy(self, args: Sequence[str], out: str) -> str:
         return f"np.reshape({args[0]}, {self.shape!r})"
 
-    def gradient(self, inputs: list[Tensor], output: Tensor, dy: Tensor) -> list[Tensor | None]:
+    def gradient(
+        self, inputs: list[Tensor], output: Tensor, dy: Tensor
+    ) -> list[Tensor | None]:
         return [F.reshape(dy, inputs[0].shape)]
 
 
@@ -96,7 +107,9 @@ class Concat(Op):
             raise ShapeError("cannot concatenate 0-d values; reshape them to (1,)")
         for t in types[1:]:
             same = t.ndim == first.ndim and all(
-                a == b for i, (a, b) in enumerate(zip(t.shape, first.shape)) if i != axis
+                a == b
+                for i, (a, b) in enumerate(zip(t.shape, first.shape, strict=True))
+                if i != axis
             )
             if not same:
                 raise ShapeError(
@@ -110,7 +123,9 @@ class Concat(Op):
     def numpy(self, args: Sequence[str], out: str) -> str:
         return f"np.concatenate([{', '.join(args)}], axis={self.axis}, out={out})"
 
-    def gradient(self, inputs: list[Tensor], output: Tensor, dy: Tensor) -> list[Tensor | None]:
+    def gradient(
+        self, inputs: list[Tensor], output: Tensor, dy: Tensor
+    ) -> list[Tensor | None]:
         grads = []
         start = 0
         for x in inputs:
@@ -129,17 +144,19 @@ def normalize_index(index: Any, shape: tuple[int, ...]) -> tuple[IndexItem, ...]
     if Ellipsis in items:
         at = items.index(Ellipsis)
         fill = len(shape) - (len(items) - 1)
-        items[at:at + 1] = [slice(None)] * fill
+        items[at : at + 1] = [slice(None)] * fill
     if len(items) > len(shape):
         raise ShapeError(f"index {index!r} has {len(items)} items for shape {shape}")
     items += [slice(None)] * (len(shape) - len(items))
     result: list[IndexItem] = []
-    for item, dim in zip(items, shape):
+    for item, dim in zip(items, shape, strict=True):
         if isinstance(item, slice):
             result.append(item.indices(dim))
         elif isinstance(item, (int, np.integer)):
             if not -dim <= int(item) < dim:
-                raise ShapeError(f"index {int(item)} is out of range for an axis of size {dim}")
+                raise ShapeError(
+                    f"index {int(item)} is out of range for an axis of size {dim}"
+                )
             result.append(int(item) % dim)
         else:
             raise ShapeError(
@@ -199,7 +216,9 @@ class Slice(Op):
     def numpy(self, args: Sequence[str], out: str) -> str:
         return f"{args[0]}[{index_source(self.index)}]"
 
-    def gradient(self, inputs: list[Tensor], output: Tensor, dy: Tensor) -> list[Tensor | None]:
+    def gradient(
+        self, inputs: list[Tensor], output: Tensor, dy: Tensor
+    ) -> list[Tensor | None]:
         return [apply(Unslice(inputs[0].shape, self.index), dy)]
 
 
@@ -214,13 +233,17 @@ class Unslice(Op):
 
     def infer(self, x: TensorType) -> TensorType:
         if _sliced_shape(self.index) != x.shape:
-            raise ShapeError(f"value shape {x.shape} does not fit index of {self.shape}")
+            raise ShapeError(
+                f"value shape {x.shape} does not fit index of {self.shape}"
+            )
         return TensorType(self.shape, x.dtype)
 
     def numpy(self, args: Sequence[str], out: str) -> str:
         return f"k.unslice({args[0]}, {self.shape!r}, {index_object_source(self.index)}, out={out})"
 
-    def gradient(self, inputs: list[Tensor], output: Tensor, dy: Tensor) -> list[Tensor | None]:
+    def gradient(
+        self, inputs: list[Tensor], output: Tensor, dy: Tensor
+    ) -> list[Tensor | None]:
         return [apply(Slice(self.index), dy)]
 
 
@@ -250,7 +273,9 @@ class Gather(Op):
     def numpy(self, args: Sequence[str], out: str) -> str:
         return f"k.gather({args[0]}, {args[1]}, out={out})"
 
-    def gradient(self, inputs: list[Tensor], output: Tensor, dy: Tensor) -> list[Tensor | None]:
+    def gradient(
+        self, inputs: list[Tensor], output: Tensor, dy: Tensor
+    ) -> list[Tensor | None]:
         table, indices = inputs
         return [apply(ScatterAdd(table.shape[0]), indices, dy), None]
 
@@ -275,12 +300,14 @@ class ScatterAdd(Op):
             raise ShapeError(
                 f"values shape {values.shape} must start with the indices shape {indices.shape}"
             )
-        return TensorType((self.rows,) + values.shape[indices.ndim:], values.dtype)
+        return TensorType((self.rows,) + values.shape[indices.ndim :], values.dtype)
 
     def numpy(self, args: Sequence[str], out: str) -> str:
         return f"k.scatter_add({args[0]}, {args[1]}, {self.rows}, out={out})"
 
-    def gradient(self, inputs: list[Tensor], output: Tensor, dy: Tensor) -> list[Tensor | None]:
+    def gradient(
+        self, inputs: list[Tensor], output: Tensor, dy: Tensor
+    ) -> list[Tensor | None]:
         indices, _ = inputs
         return [None, F.gather(dy, indices)]
 
@@ -305,7 +332,9 @@ class OneHot(Op):
     def numpy(self, args: Sequence[str], out: str) -> str:
         return f"k.one_hot({args[0]}, {self.depth}, {literal(self.dtype)}, out={out})"
 
-    def gradient(self, inputs: list[Tensor], output: Tensor, dy: Tensor) -> list[Tensor | None]:
+    def gradient(
+        self, inputs: list[Tensor], output: Tensor, dy: Tensor
+    ) -> list[Tensor | None]:
         return [None]
 
 

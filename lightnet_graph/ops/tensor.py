@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import builtins
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -54,7 +55,9 @@ class MatMul(Op):
     def numpy(self, args: Sequence[str], out: str) -> str:
         return f"np.matmul({args[0]}, {args[1]}, out={out})"
 
-    def gradient(self, inputs: list[Tensor], output: Tensor, dy: Tensor) -> list[Tensor | None]:
+    def gradient(
+        self, inputs: list[Tensor], output: Tensor, dy: Tensor
+    ) -> list[Tensor | None]:
         a, b = inputs
         da = F.sum_to(F.matmul(dy, _swap_last(b)), a.shape)
         db = F.sum_to(F.matmul(_swap_last(a), dy), b.shape)
@@ -76,7 +79,9 @@ class Linear(Op):
     def infer(self, x: TensorType, w: TensorType, b: TensorType) -> TensorType:
         dtype = float_dtype(self.name, x, w, b)
         if w.ndim != 2:
-            raise ShapeError(f"weight shape {w.shape} must be (out_features, in_features)")
+            raise ShapeError(
+                f"weight shape {w.shape} must be (out_features, in_features)"
+            )
         if x.ndim < 1 or x.shape[-1] != w.shape[1]:
             raise ShapeError(
                 f"input shape {x.shape} and weight shape {w.shape} do not match: the "
@@ -92,9 +97,15 @@ class Linear(Op):
         x, w, b = args
         return f"np.add(np.matmul({x}, {w}.T, out={out}), {b}, out={out})"
 
-    def gradient(self, inputs: list[Tensor], output: Tensor, dy: Tensor) -> list[Tensor | None]:
+    def gradient(
+        self, inputs: list[Tensor], output: Tensor, dy: Tensor
+    ) -> list[Tensor | None]:
         x, w, b = inputs
-        dx = F.matmul(dy, w) if x.ndim >= 2 else F.reshape(F.matmul(F.reshape(dy, (1, -1)), w), x.shape)
+        dx = (
+            F.matmul(dy, w)
+            if x.ndim >= 2
+            else F.reshape(F.matmul(F.reshape(dy, (1, -1)), w), x.shape)
+        )
         rows_dy = dy if dy.ndim == 2 else F.reshape(dy, (-1, w.shape[0]))
         rows_x = x if x.ndim == 2 else F.reshape(x, (-1, w.shape[1]))
         dw = F.matmul(F.transpose(rows_dy), rows_x)
@@ -134,7 +145,9 @@ class Reduction(Op):
     def _kept(self, x: Tensor, value: Tensor) -> Tensor:
         """``value`` reshaped so the reduced axes are kept with size 1."""
         axes = self.axes(x.ndim)
-        return F.reshape(value, tuple(1 if i in axes else d for i, d in enumerate(x.shape)))
+        return F.reshape(
+            value, tuple(1 if i in axes else d for i, d in enumerate(x.shape))
+        )
 
 
 @register
@@ -143,7 +156,9 @@ class Sum(Reduction):
 
     name = "sum"
 
-    def gradient(self, inputs: list[Tensor], output: Tensor, dy: Tensor) -> list[Tensor | None]:
+    def gradient(
+        self, inputs: list[Tensor], output: Tensor, dy: Tensor
+    ) -> list[Tensor | None]:
         x = inputs[0]
         return [F.broadcast_to(self._kept(x, dy), x.shape)]
 
@@ -154,7 +169,9 @@ class Mean(Reduction):
 
     name = "mean"
 
-    def gradient(self, inputs: list[Tensor], output: Tensor, dy: Tensor) -> list[Tensor | None]:
+    def gradient(
+        self, inputs: list[Tensor], output: Tensor, dy: Tensor
+    ) -> list[Tensor | None]:
         x = inputs[0]
         count = int(np.prod([x.shape[i] for i in self.axes(x.ndim)], dtype=np.int64))
         # The module's max() declares an op, so the count needs the builtin.
@@ -172,7 +189,9 @@ class Max(Reduction):
 
     name = "max"
 
-    def gradient(self, inputs: list[Tensor], output: Tensor, dy: Tensor) -> list[Tensor | None]:
+    def gradient(
+        self, inputs: list[Tensor], output: Tensor, dy: Tensor
+    ) -> list[Tensor | None]:
         x = inputs[0]
         mask = F.equal(x, self._kept(x, output))
         ties = F.sum(mask, self.axes(x.ndim), keepdims=True)
@@ -197,7 +216,9 @@ class BroadcastTo(Op):
     def numpy(self, args: Sequence[str], out: str) -> str:
         return f"np.broadcast_to({args[0]}, {self.shape!r})"
 
-    def gradient(self, inputs: list[Tensor], output: Tensor, dy: Tensor) -> list[Tensor | None]:
+    def gradient(
+        self, inputs: list[Tensor], output: Tensor, dy: Tensor
+    ) -> list[Tensor | None]:
         return [F.sum_to(dy, inputs[0].shape)]
 
 
@@ -222,7 +243,9 @@ class SumTo(Op):
     def numpy(self, args: Sequence[str], out: str) -> str:
         return f"k.sum_to({args[0]}, {self.shape!r}, out={out})"
 
-    def gradient(self, inputs: list[Tensor], output: Tensor, dy: Tensor) -> list[Tensor | None]:
+    def gradient(
+        self, inputs: list[Tensor], output: Tensor, dy: Tensor
+    ) -> list[Tensor | None]:
         return [F.broadcast_to(dy, inputs[0].shape)]
 
 

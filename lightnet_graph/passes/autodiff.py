@@ -7,13 +7,13 @@ several ops receives the sum of their gradients.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import networkx as nx
 
+from .. import ops as F
 from ..errors import GradientError, ShapeError
 from ..graph import OP, Tensor
-from .. import ops as F
 
 
 def grad(y: Tensor, xs: Sequence[Tensor], dy: Tensor | None = None) -> list[Tensor]:
@@ -70,7 +70,7 @@ def _propagate(out: Tensor, adjoints: dict[int, Tensor], relevant: set[int]) -> 
         raise GradientError(
             f"gradient rule of {op.name} returned {len(grads)} values for {len(inputs)} operands"
         )
-    for x, g in zip(inputs, grads):
+    for x, g in zip(inputs, grads, strict=True):
         if g is None or x.node not in relevant:
             continue
         if g.type != x.type:

@@ -107,7 +107,10 @@ def apply_identities(graph: Graph, outputs: dict[str, int]) -> bool:
             inner_data = graph.nx.nodes[inner]
             if inner_data["kind"] == OP and inner_data["op"].name == "neg":
                 replacement = graph.operands(inner)[0]
-        if replacement is not None and graph.nx.nodes[replacement]["type"] == data["type"]:
+        if (
+            replacement is not None
+            and graph.nx.nodes[replacement]["type"] == data["type"]
+        ):
             _replace(graph, outputs, node, replacement)
             changed = True
     return changed

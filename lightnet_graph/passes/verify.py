@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from ..errors import GraphError, ShapeError, UnknownOpError
 from ..graph import LEAF_KINDS, OP, Graph
