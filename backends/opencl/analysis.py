@@ -26,8 +26,9 @@ gate math, or a cell nobody has declared before, fuses the same way.
 
 from __future__ import annotations
 
+import heapq
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -82,10 +83,14 @@ HEAVY_OPS = {
 }
 # Kernels that can add a value to their result while writing it.
 ADDEND_OPS = {"matmul", "sum", "mean", "sum_to", "softmax_cross_entropy"}
+# Reductions that can divide their result by a constant while writing it.
+DIVISOR_OPS = {"sum", "sum_to", "softmax_cross_entropy"}
 # Sums of more terms than this are split into one in-place add per term, so
 # that a sum over T time steps is T launches of one kernel, not one kernel
 # whose source grows with T.
 MAX_FUSED_SUM_TERMS = 4
+# Kernels joined because they read the same value stop growing at this size.
+MAX_FUSED_OPS = 64
 
 ViewOp = tuple  # ("permute", perm) | ("index", items) | ("broadcast", shape) | ("reshape", shape)
 
@@ -136,6 +141,7 @@ class Analysis:
     kind: dict[int, str]
     ref: dict[int, tuple[int, tuple]]  # node -> (base node, view chain)
     addend: dict[int, int] = field(default_factory=dict)  # heavy node -> addend value
+    divisor: dict[int, float] = field(default_factory=dict)  # reduction -> constant
     alias: dict[int, int] = field(default_factory=dict)  # absorbed add -> heavy node
     assemblies: dict[int, Assembly] = field(default_factory=dict)
     placement: dict[int, tuple[int, tuple]] = field(default_factory=dict)
@@ -178,7 +184,7 @@ def analyze(graph: Graph, outputs: Mapping[str, int]) -> Analysis:
     result = Analysis(graph, order, {n: i for i, n in enumerate(order)}, {}, {})
     result.roots = set(outputs.values()) | set(graph.updates.values())
     _classify(result)
-    _absorb_addends(result)
+    _absorb_epilogues(result)
     _find_assemblies(result)
     _place_pieces(result)
     _assign_levels(result)
@@ -244,31 +250,74 @@ def consumers(a: Analysis, node: int) -> list[int]:
     return a.graph.consumers(node)
 
 
-def _absorb_addends(a: Analysis) -> None:
+def _absorb_epilogues(a: Analysis) -> None:
+    """Fold a division by a constant, then an addition, into the kernel before them.
+
+    ``sum(x) / c`` becomes a reduction that divides by c, and ``A B + X``
+    a matrix product that adds X while writing; the absorbed ops become
+    aliases of the kernel's output.
+    """
     nodes = a.graph.nx.nodes
+    for node in a.order:
+        data = nodes[node]
+        if a.kind.get(node) != POINTWISE or data["op"].name != "div":
+            continue
+        heavy, divisor = a.graph.operands(node)
+        heavy = a.alias.get(heavy, heavy)
+        if not _can_absorb(a, heavy, node, DIVISOR_OPS) or heavy in a.divisor:
+            continue
+        op = nodes[heavy]["op"]
+        if op.name == "softmax_cross_entropy" and op.reduction != "sum":
+            continue
+        constant = nodes[divisor]
+        if constant["kind"] != CONSTANT or constant["type"].size != 1:
+            continue
+        if constant["type"].dtype != data["type"].dtype:
+            continue
+        a.divisor[heavy] = float(constant["value"].reshape(-1)[0])
+        _alias(a, node, heavy)
     for node in a.order:
         data = nodes[node]
         if a.kind.get(node) != POINTWISE or data["op"].name != "add":
             continue
         left, right = a.graph.operands(node)
         for heavy, other in ((left, right), (right, left)):
-            if heavy == other or a.kind.get(heavy) != HEAVY or heavy in a.addend:
+            heavy = a.alias.get(heavy, heavy)
+            if heavy == a.alias.get(other, other) or heavy in a.addend:
                 continue
-            heavy_data = nodes[heavy]
-            if heavy_data["op"].name not in ADDEND_OPS or heavy in a.roots:
+            if not _can_absorb(a, heavy, node, ADDEND_OPS):
                 continue
-            if (
-                heavy_data["type"] != data["type"]
-                or nodes[other]["type"] != data["type"]
-            ):
-                continue
-            if consumers(a, heavy) != [node]:
+            if nodes[other]["type"] != data["type"]:
                 continue
             a.addend[heavy] = other
-            a.alias[node] = heavy
-            a.kind[node] = ABSORBED
-            a.ref[node] = (heavy, ())
+            _alias(a, node, heavy)
             break
+    # Views of an absorbed op read the kernel's output instead.
+    for node, (base, chain) in a.ref.items():
+        if base in a.alias:
+            a.ref[node] = (a.alias[base], chain)
+
+
+def _can_absorb(a: Analysis, heavy: int, node: int, ops: set[str]) -> bool:
+    """True when ``node`` alone reads kernel ``heavy``'s output, at its full type.
+
+    ``node`` reads either ``heavy`` or an op that ``heavy`` already absorbed.
+    """
+    nodes = a.graph.nx.nodes
+    if a.kind.get(heavy) != HEAVY or nodes[heavy]["op"].name not in ops:
+        return False
+    if nodes[heavy]["type"] != nodes[node]["type"]:
+        return False
+    read = [n for n in a.graph.operands(node) if a.alias.get(n, n) == heavy]
+    if len(read) != 1 or read[0] in a.roots:
+        return False
+    return consumers(a, read[0]) == [node]
+
+
+def _alias(a: Analysis, node: int, heavy: int) -> None:
+    a.alias[node] = heavy
+    a.kind[node] = ABSORBED
+    a.ref[node] = (heavy, ())
 
 
 # -- assemblies ----------------------------------------------------------------------
@@ -448,8 +497,36 @@ def _identity_read(a: Analysis, consumer: int, operand: int) -> bool:
     return nodes[base]["type"].size == nodes[consumer]["type"].size
 
 
-def _assign_levels(a: Analysis) -> None:
+def _unit_order(a: Analysis) -> list[int]:
+    """Kernel nodes in an order where each follows the kernels it reads.
+
+    The graph's order is not always one: an absorbed addend may be computed
+    after the matrix product that now reads it.
+    """
     units = [n for n in a.order if a.kind[n] in (POINTWISE, HEAVY, ASSEMBLE)]
+    waiting: dict[int, int] = {}
+    readers: dict[int, list[int]] = {}
+    for node in units:
+        producers = {a.unit(value) for value in _reads(a, node)} - {None}
+        waiting[node] = len(producers)
+        for producer in producers:
+            readers.setdefault(producer, []).append(node)
+    ready = [a.position[n] for n in units if waiting[n] == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        node = a.order[heapq.heappop(ready)]
+        order.append(node)
+        for reader in readers.get(node, []):
+            waiting[reader] -= 1
+            if waiting[reader] == 0:
+                heapq.heappush(ready, a.position[reader])
+    assert len(order) == len(units), "absorbing addends made a cycle"
+    return order
+
+
+def _assign_levels(a: Analysis) -> None:
+    units = _unit_order(a)
 
     # Fusible edges, minus the links of long sums.
     for node in units:
@@ -499,9 +576,10 @@ def _assign_levels(a: Analysis) -> None:
             n = parent[n]
         return n
 
-    for producer, consumer in a.fusible:
+    for producer, consumer in sorted(a.fusible):
         if level[producer] == level[consumer]:
             parent[find(producer)] = find(consumer)
+    _merge_siblings(a, units, level, parent, find)
     groups: dict[int, list[int]] = {}
     for node in units:
         if node in parent:
@@ -510,6 +588,43 @@ def _assign_levels(a: Analysis) -> None:
     logger.debug(
         "fusion: %d elementwise ops in %d kernels", len(parent), len(a.clusters)
     )
+
+
+def _merge_siblings(
+    a: Analysis,
+    units: list[int],
+    level: dict[int, int],
+    parent: dict[int, int],
+    find: Callable[[int], int],
+) -> None:
+    """Join kernels of one level that read the same computed value through one view.
+
+    The derivatives of an LSTM's four gates share no intermediate value, but
+    all read the step's dh, so they become one kernel. Values from leaves
+    (parameters, inputs) do not join kernels, since every time step reads
+    the same weights; and a kernel grows to MAX_FUSED_OPS ops at most.
+    """
+    size: dict[int, int] = {}
+    for node in parent:
+        root = find(node)
+        size[root] = size.get(root, 0) + 1
+    readers: dict[tuple, list[int]] = {}
+    for node in units:
+        if node not in parent:
+            continue
+        for operand in a.graph.operands(node):
+            base, chain = a.ref[operand]
+            if a.kind.get(base) not in (POINTWISE, HEAVY, ASSEMBLE):
+                continue
+            if (base, node) in a.fusible and level[base] == level[node]:
+                continue
+            readers.setdefault((level[node], base, chain), []).append(node)
+    for group in readers.values():
+        for other in group[1:]:
+            first, second = find(group[0]), find(other)
+            if first != second and size[first] + size[second] <= MAX_FUSED_OPS:
+                parent[second] = first
+                size[first] += size.pop(second)
 
 
 def _cut_long_sums(a: Analysis) -> None:

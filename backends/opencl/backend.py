@@ -23,6 +23,7 @@ from .device import DeviceProfile, has_gpu, import_pyopencl, profile_of, select_
 from .errors import UnsupportedDTypeError
 from .memory import check_fits, plan_memory
 from .plan import Options, build_schedule
+from .rewrite import group_unslice_sums, swap_transposed_products
 from .runtime import OpenCLExecutable
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,9 @@ class OpenCLBackend:
         profile = profile_of(device)
         check_dtypes(graph, profile)
         started = time.perf_counter()
+        graph = graph.copy()
+        outputs = swap_transposed_products(graph, outputs)
+        group_unslice_sums(graph, outputs)
         schedule = build_schedule(graph, outputs, profile, self.options)
         allocation = plan_memory(schedule)
         check_fits(

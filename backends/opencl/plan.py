@@ -623,7 +623,7 @@ class _Planner:
             out,
             outputs,
             count,
-            count if op.name == "mean" else None,
+            count if op.name == "mean" else self.a.divisor.get(node),
             addend_access,
         )
         global_size, local_size = reduce.launch_shape(
@@ -702,7 +702,7 @@ class _Planner:
             self.launch(kernel, args, global_size, local_size, [node], {losses})
         addend = self._addend(node, ())
         addend_access = None if addend is None else (addend[0], views.access(addend[1]))
-        count = max(rows, 1) if op.reduction == "mean" else None
+        count = max(rows, 1) if op.reduction == "mean" else self.a.divisor.get(node)
         kernel, args = reduce.reduce_kernel(
             "sum",
             dtype,
@@ -863,17 +863,11 @@ class _Planner:
         )
         index_dtype = self.nodes[indices]["type"].dtype
         index_access = (index_storage, views.access(index_view))
-        kernel, args = scatter.first_kernel(
-            index_dtype, index_access, first, op.rows, positions
+        kernel, args = scatter.links_kernel(
+            index_dtype, index_access, first, following, op.rows, positions
         )
-        global_size, local_size = self.elementwise_sizes(op.rows)
-        self.launch(kernel, args, global_size, local_size, [node], {first})
-        if positions:
-            kernel, args = scatter.next_kernel(
-                index_dtype, index_access, following, positions
-            )
-            global_size, local_size = self.elementwise_sizes(positions)
-            self.launch(kernel, args, global_size, local_size, [node], {following})
+        global_size, local_size = self.elementwise_sizes(op.rows + positions)
+        self.launch(kernel, args, global_size, local_size, [node], {first, following})
         kernel, args = scatter.sum_kernel(
             dtype,
             (value_storage, views.access(value_view)),

@@ -73,18 +73,19 @@ def reduce_kernel(
     out: tuple[Any, int],
     outputs: int,
     reduced: int,
-    count: int | None = None,
+    divisor: float | None = None,
     addend: tuple[Any, Access] | None = None,
 ) -> tuple[KernelSource, list]:
-    """out[o] = reduce over r of x[o, r] (sum or max) [/ count] [+ addend[o]].
+    """out[o] = reduce over r of x[o, r] (sum or max) [/ divisor] [+ addend[o]].
 
     ``x`` is (storage, access over the kept axes, access over the reduced
-    axes) and ``out`` is (storage, element offset). With ``count`` the
-    result is divided by it (a mean).
+    axes) and ``out`` is (storage, element offset). A mean divides by the
+    number of elements; a sum followed by a division by a constant divides
+    by that constant.
     """
-    mean = count is not None
+    mean = divisor is not None
     k = KernelBuilder(
-        f"reduce_{op}" + ("_mean" if mean else "") + ("_acc" if addend else "")
+        f"reduce_{op}" + ("_div" if mean else "") + ("_acc" if addend else "")
     )
     t = k.note_dtype(dtype)
     k.integer("n_out", outputs)
@@ -95,7 +96,7 @@ def reduce_kernel(
     outer = k.access("xo", x[1])
     inner = k.access("xi", x[2])
     if mean:
-        k.scalar("count", dtype, count)
+        k.scalar("divisor", dtype, divisor)
     if addend:
         k.buffer("add", dtype, addend[0])
         added = k.access("add", addend[1])
@@ -117,7 +118,7 @@ def reduce_kernel(
     k.line("if (ly == 0 && o < n_out) {")
     k.line(f"    {t} value = partial0[lx];")
     if mean:
-        k.line("    value = value / count;")
+        k.line("    value = value / divisor;")
     if addend:
         k.line(f"    value = value + add[{k.address('add', added, 'o')}];")
     k.line("    out[out_off + o] = value;")

@@ -1,11 +1,11 @@
 """scatter_add without atomics: per-row linked lists of positions.
 
 y[r] = sum of x[p] over the positions p whose index is r, added in
-increasing p, the order np.add.at uses. Three kernels:
+increasing p, the order np.add.at uses. Two kernels:
 
-1. ``first[r]``: the smallest position whose index is r, or -1;
-2. ``next[p]``: the next position after p with the same index, or -1;
-3. each output element walks its row's list and sums in order.
+1. the links: ``first[r]``, the smallest position whose index is r, or
+   -1, and ``next[p]``, the next position after p with the same index, or -1;
+2. each output element walks its row's list and sums in order.
 
 Indices outside [0, rows) are skipped; the host checks fed indices first.
 """
@@ -18,35 +18,35 @@ from ..views import Access
 from .common import KernelBuilder, KernelSource, literal
 
 
-def first_kernel(
-    index_dtype: Any, indices: tuple[Any, Access], first: Any, rows: int, positions: int
+def links_kernel(
+    index_dtype: Any,
+    indices: tuple[Any, Access],
+    first: Any,
+    following: Any,
+    rows: int,
+    positions: int,
 ) -> tuple[KernelSource, list]:
-    k = KernelBuilder("scatter_first")
+    """Work-items [0, rows) fill ``first``; the next ``positions`` fill ``next``."""
+    k = KernelBuilder("scatter_links")
     k.integer("rows", rows)
     k.integer("positions", positions)
     k.buffer("first", "int32", first, writable=True)
-    k.buffer("idx", index_dtype, indices[0])
-    ia = k.access("idx", indices[1])
-    k.line("const int r = get_global_id(0);")
-    k.line("if (r >= rows) return;")
-    k.line("int found = -1;")
-    k.line("for (int p = 0; p < positions; ++p) {")
-    k.line(f"    if (idx[{k.address('idx', ia, 'p')}] == r) {{ found = p; break; }}")
-    k.line("}")
-    k.line("first[r] = found;")
-    return k.finish()
-
-
-def next_kernel(
-    index_dtype: Any, indices: tuple[Any, Access], following: Any, positions: int
-) -> tuple[KernelSource, list]:
-    k = KernelBuilder("scatter_next")
-    k.integer("positions", positions)
     k.buffer("next", "int32", following, writable=True)
     k.buffer("idx", index_dtype, indices[0])
     ia = k.access("idx", indices[1])
-    k.line("const int p = get_global_id(0);")
-    k.line("if (p >= positions) return;")
+    k.line("const int w = get_global_id(0);")
+    k.line("if (w >= rows + positions) return;")
+    k.line("if (w < rows) {")
+    k.line("    int found = -1;")
+    k.line("    for (int p = 0; p < positions; ++p) {")
+    k.line(
+        f"        if (idx[{k.address('idx', ia, 'p')}] == w) {{ found = p; break; }}"
+    )
+    k.line("    }")
+    k.line("    first[w] = found;")
+    k.line("    return;")
+    k.line("}")
+    k.line("const int p = w - rows;")
     k.line(f"const long mine = (long)idx[{k.address('idx', ia, 'p')}];")
     k.line("int found = -1;")
     k.line("for (int q = p + 1; q < positions; ++q) {")
