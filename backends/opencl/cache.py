@@ -116,7 +116,7 @@ class ProgramCache:
                 f"OpenCL kernel {name} failed to build on {self.device.name.strip()!r}.\n"
                 f"Build log:\n{log.strip()}\n{_offending_lines(source, log)}"
                 "This is a bug in lightnet-graph's code generation; please report it "
-                "with the kernel source above."
+                "with this message."
             ) from None
         BUILD_COUNTS["source"] += 1
         logger.debug("built OpenCL kernel %s from source", name)
@@ -159,7 +159,14 @@ def _offending_lines(source: str, log: str) -> str:
     """The source lines that the build log names, numbered, with a caret."""
     lines = source.splitlines()
     shown = []
-    for match in re.finditer(r":(\d+):(\d+):\s*(?:fatal )?error", log):
+    # Clang-based compilers (PoCL, most GPU drivers) write FILE:LINE:COLUMN
+    # before or after the word "error".
+    for text in log.splitlines():
+        if "error" not in text.lower():
+            continue
+        match = re.search(r":(\d+):(\d+):", text)
+        if match is None:
+            continue
         number, column = int(match.group(1)), int(match.group(2))
         if 1 <= number <= len(lines) and number not in [n for n, _ in shown]:
             shown.append((number, column))

@@ -203,28 +203,50 @@ def _blocked_body(k: KernelBuilder, layout: Layout, t: str, dtype: Any) -> None:
 
 
 def _outer_block(k: KernelBuilder, layout: Layout, t: str, t4: str, zero: str) -> None:
-    """A 4 x 4 block as a sum of outer products: column of A times row of B."""
+    """A 4 x 4 block as a sum of outer products: column of A times row of B.
+
+    K advances four at a time, so each step loads a 4 x 4 tile of A and of
+    B as four vectors each where a layout makes them contiguous.
+    """
     b = BLOCK
     for i in range(b):
         k.line(f"    {t4} acc{i} = ({t4})({zero});")
-    k.line("    for (int kk = 0; kk < K; ++kk) {")
+    k.line(f"    const int k4 = K - K % {b};")
+    k.line(f"    for (int kk = 0; kk < k4; kk += {b}) {{")
     if layout.a == "m":
-        k.line(f"        const {t4} av = vload{b}(0, A + kk * a_cs + m0);")
-        columns = [f"av.s{i}" for i in range(b)]
+        # Row r of the tile holds A[m0 .. m0 + 3, kk + r].
+        for r in range(b):
+            k.line(
+                f"        const {t4} ac{r} = vload{b}(0, A + (kk + {r}) * a_cs + m0);"
+            )
+        terms = [[f"ac{r}.s{i}" for r in range(b)] for i in range(b)]
     else:
         for i in range(b):
-            k.line(f"        const {t} av{i} = A[(m0 + {i}) * a_rs + kk];")
-        columns = [f"av{i}" for i in range(b)]
-    if layout.b == "n":
-        k.line(f"        const {t4} bv = vload{b}(0, B + kk * b_rs + n0);")
-    else:
-        gathered = ", ".join(f"B[kk + (n0 + {j}) * b_cs]" for j in range(b))
-        k.line(f"        const {t4} bv = ({t4})({gathered});")
+            k.line(
+                f"        const {t4} ar{i} = vload{b}(0, A + (m0 + {i}) * a_rs + kk);"
+            )
+        terms = [[f"ar{i}.s{r}" for r in range(b)] for i in range(b)]
+    for r in range(b):
+        k.line(f"        const {t4} br{r} = {_b_row(layout, t4, f'kk + {r}')};")
     for i in range(b):
-        k.line(f"        acc{i} += {columns[i]} * bv;")
+        products = " + ".join(f"{terms[i][r]} * br{r}" for r in range(b))
+        k.line(f"        acc{i} += {products};")
+    k.line("    }")
+    k.line("    for (int kk = k4; kk < K; ++kk) {")
+    k.line(f"        const {t4} bv = {_b_row(layout, t4, 'kk')};")
+    for i in range(b):
+        k.line(f"        acc{i} += A[(m0 + {i}) * a_rs + kk * a_cs] * bv;")
     k.line("    }")
     for i in range(b):
         _store_row(k, layout, t4, i, f"acc{i}")
+
+
+def _b_row(layout: Layout, t4: str, row: str) -> str:
+    """B[row, n0 .. n0 + 3] as a vector."""
+    if layout.b == "n":
+        return f"vload{BLOCK}(0, B + ({row}) * b_rs + n0)"
+    gathered = ", ".join(f"B[({row}) + (n0 + {j}) * b_cs]" for j in range(BLOCK))
+    return f"({t4})({gathered})"
 
 
 def _dot_block(k: KernelBuilder, layout: Layout, t4: str, zero: str) -> None:
