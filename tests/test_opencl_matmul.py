@@ -1,0 +1,143 @@
+"""Matrix products on OpenCL: every size, both layouts, and the variant per device.
+
+One graph per operand layout holds a product for every (M, N, K) in
+{1, 7, 64, 257, 1031}^3, so each layout costs one compile. The tiled
+(GPU) variant also runs on PoCL, over the sizes up to 257. Fake device
+profiles check that a GPU gets the local-memory tiled kernel and a CPU a
+register-blocked one of at least 4 x 4, with sizes from the profile.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from lightnet_graph.backends.opencl.device import DeviceProfile
+from lightnet_graph.backends.opencl.kernels.matmul import choose_variant
+from lightnet_graph.backends.opencl.plan import build_schedule
+from opencl_support import opencl_backend
+
+import lightnet_graph as lg
+from lightnet_graph.gradcheck import compare
+
+pytest.importorskip("pyopencl")
+
+SIZES = (1, 7, 64, 257, 1031)
+LAYOUTS = {
+    "a @ b": (False, False),
+    "a.T @ b": (True, False),
+    "a @ b.T": (False, True),
+    "a.T @ b.T": (True, True),
+}
+
+
+def _products(sizes: tuple[int, ...], transpose_a: bool, transpose_b: bool):
+    """A graph computing one product per (M, N, K), and random operands for it."""
+    graph = lg.Graph("products", dtype="float32")
+    rng = np.random.default_rng(7)
+    outputs, feeds, expected = {}, {}, {}
+    for m, n, k in itertools.product(sizes, repeat=3):
+        a_shape = (k, m) if transpose_a else (m, k)
+        b_shape = (n, k) if transpose_b else (k, n)
+        a = graph.input(f"a_{m}_{n}_{k}", a_shape)
+        b = graph.input(f"b_{m}_{n}_{k}", b_shape)
+        left = lg.transpose(a) if transpose_a else a
+        right = lg.transpose(b) if transpose_b else b
+        outputs[f"c_{m}_{n}_{k}"] = left @ right
+        feeds[a.name] = rng.uniform(-1, 1, a_shape).astype(np.float32)
+        feeds[b.name] = rng.uniform(-1, 1, b_shape).astype(np.float32)
+        a64 = feeds[a.name].astype(np.float64)
+        b64 = feeds[b.name].astype(np.float64)
+        expected[f"c_{m}_{n}_{k}"] = (a64.T if transpose_a else a64) @ (
+            b64.T if transpose_b else b64
+        )
+    return outputs, feeds, expected
+
+
+def _check_products(variant: str, sizes: tuple[int, ...], layout: str) -> None:
+    outputs, feeds, expected = _products(sizes, *LAYOUTS[layout])
+    program = lg.compile(outputs, backend=opencl_backend(matmul=variant))
+    values = program.run(feeds)
+    for name, reference in expected.items():
+        error, passed = compare(values[name], reference, 1e-4, 1e-6)
+        assert passed, f"{variant} {layout} {name}: relative error {error:.3g}"
+    for launch in program.schedule:
+        assert launch.kernel.startswith(f"matmul_{variant}")
+        local = launch.local_size
+        assert local[0] * local[1] > 1, launch
+        assert all(g % lo == 0 for g, lo in zip(launch.global_size, local, strict=True))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_blocked_matmul_every_size(layout: str):
+    _check_products("blocked", SIZES, layout)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_tiled_matmul_every_size_to_257(layout: str):
+    _check_products("tiled", SIZES[:4], layout)
+
+
+def test_tiled_matmul_1031():
+    _check_products("tiled", (1031,), "a @ b.T")
+
+
+def _profile(kind: str, max_group: int, local_mem: int) -> DeviceProfile:
+    return DeviceProfile(
+        name=f"fake {kind}",
+        kind=kind,
+        max_work_group_size=max_group,
+        max_work_item_sizes=(max_group, max_group, 64),
+        local_mem_size=local_mem,
+        local_mem_dedicated=kind == "gpu",
+        max_mem_alloc_size=2**30,
+        global_mem_size=2**32,
+        fp64=True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("max_group", "local_mem", "tile"),
+    [(1024, 48 * 1024, 32), (256, 48 * 1024, 16), (1024, 4 * 1024, 16), (64, 2048, 8)],
+)
+def test_gpu_profile_gets_tiled_variant(max_group: int, local_mem: int, tile: int):
+    variant = choose_variant(_profile("gpu", max_group, local_mem), "float32")
+    assert variant.kind == "tiled"
+    assert variant.tile == tile
+    assert variant.local == (tile, tile)
+
+
+@pytest.mark.parametrize("max_group", [4096, 1024, 64, 16])
+def test_cpu_profile_gets_register_blocked_variant(max_group: int):
+    variant = choose_variant(_profile("cpu", max_group, 1 << 20), "float32")
+    assert variant.kind == "blocked"
+    assert variant.block >= 4
+    assert variant.local[0] * variant.local[1] <= max_group
+
+
+def _matmul_sources(profile: DeviceProfile) -> list[str]:
+    graph = lg.Graph("variant", dtype="float32")
+    x = graph.input("x", (33, 17))
+    w = graph.input("w", (9, 17))
+    outputs = {"y": x @ lg.transpose(w), "z": lg.transpose(x) @ x}
+    compiled = lg.compile(outputs)
+    schedule = build_schedule(compiled.graph, compiled.outputs, profile)
+    return [launch.kernel.source for launch in schedule.launches]
+
+
+def test_gpu_kernel_stages_tiles_in_local_memory():
+    sources = _matmul_sources(_profile("gpu", 256, 32 * 1024))
+    assert sources
+    for source in sources:
+        assert "__local float tile_a[16][17]" in source
+        assert "reqd_work_group_size(16, 16, 1)" in source
+
+
+def test_cpu_kernel_blocks_in_registers_without_local_memory():
+    sources = _matmul_sources(_profile("cpu", 4096, 1 << 20))
+    assert sources
+    for source in sources:
+        assert "__local" not in source
+        assert "float4 acc" in source
+        assert "vload4" in source
