@@ -10,11 +10,33 @@ from typing import Sequence
 from .errors import LightnetError
 
 
+def positive_int(text: str) -> int:
+    """Parse a command-line count that must be at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """Parse a command-line value that must be greater than 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{value} must be greater than 0")
+    return value
+
+
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="a built-in model name or path/to/file.py:function")
-    parser.add_argument("--batch", type=int, help="batch size (the model's default if omitted)")
-    parser.add_argument("--hidden", type=int, help="hidden size (the model's default if omitted)")
-    parser.add_argument("--seq-len", type=int, help="sequence length T of recurrent models")
+    parser.add_argument("--batch", type=positive_int, help="batch size (the model's default if omitted)")
+    parser.add_argument("--hidden", type=positive_int, help="hidden size (the model's default if omitted)")
+    parser.add_argument("--seq-len", type=positive_int, help="sequence length T of recurrent models")
     parser.add_argument("--seed", type=int, default=0, help="seed for weights and data (default 0)")
 
 
@@ -38,9 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_model_options(check)
     check.add_argument("--dtype", default="float64", choices=["float32", "float64"],
                        help="dtype of the model (default float64)")
-    check.add_argument("--samples", type=int, default=16,
+    check.add_argument("--samples", type=positive_int, default=16,
                        help="entries checked per parameter (default 16)")
-    check.add_argument("--rtol", type=float,
+    check.add_argument("--rtol", type=positive_float,
                        help="relative tolerance (default 1e-6 in float64, 2e-2 in float32)")
     check.add_argument("--backend", default="numpy", help="backend to check (default numpy)")
     check.add_argument("--check-numerics", action="store_true",
@@ -54,20 +76,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument("job", help="the job to train: char-lstm, char-gru, char-rnn, "
                        "skip-rnn or mlp-digits")
-    train.add_argument("--seq-len", type=int, help="sequence length T of character jobs "
+    train.add_argument("--seq-len", type=positive_int, help="sequence length T of character jobs "
                        "(default 64)")
     train.add_argument("--data", help="a UTF-8 text file for character jobs (default: the "
                        "Python documentation text in pydoc_data.topics)")
-    train.add_argument("--steps", type=int, help="training steps (the job's default if omitted)")
-    train.add_argument("--batch", type=int, help="batch size (the job's default if omitted)")
-    train.add_argument("--hidden", type=int, help="hidden size (the job's default if omitted)")
-    train.add_argument("--lr", type=float, help="learning rate (the job's default if omitted)")
+    train.add_argument("--steps", type=positive_int, help="training steps (the job's default if omitted)")
+    train.add_argument("--batch", type=positive_int, help="batch size (the job's default if omitted)")
+    train.add_argument("--hidden", type=positive_int, help="hidden size (the job's default if omitted)")
+    train.add_argument("--lr", type=positive_float, help="learning rate (the job's default if omitted)")
     train.add_argument("--seed", type=int, default=0, help="seed for weights and data (default 0)")
     train.add_argument("--dtype", default="float32", choices=["float32", "float64"],
                        help="dtype of the model (default float32)")
     train.add_argument("--backend", default="numpy",
                        help="numpy, opencl or auto (an OpenCL GPU if present; default numpy)")
-    train.add_argument("--eval-every", type=int,
+    train.add_argument("--eval-every", type=positive_int,
                        help="evaluate every N steps (default: 10 times per run)")
     train.add_argument("--checkpoint-dir", help="folder for checkpoint.npz")
     train.add_argument("--checkpoint-every", type=int, default=0,
@@ -90,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("checkpoint", help="a checkpoint.npz written by lightnet-graph train")
     sample.add_argument("--length", type=int, default=500,
                         help="characters to generate (default 500)")
-    sample.add_argument("--temperature", type=float, default=1.0,
+    sample.add_argument("--temperature", type=positive_float, default=1.0,
                         help="softmax temperature; lower is more conservative (default 1.0)")
     sample.add_argument("--prime", default="\n", help="text fed before sampling (default a newline)")
     sample.add_argument("--seed", type=int, default=0, help="seed for sampling (default 0)")
@@ -173,8 +195,6 @@ def _gradcheck(args: argparse.Namespace) -> int:
 
     model = load_model(args.model, dtype=args.dtype, batch=args.batch, hidden=args.hidden,
                        seq_len=args.seq_len, seed=args.seed)
-    if args.samples < 1:
-        raise LightnetError(f"--samples {args.samples} must be at least 1")
     report = gradcheck(model, samples=args.samples, seed=args.seed, rtol=args.rtol,
                        backend=args.backend, check_numerics=args.check_numerics)
     print(f"gradcheck {args.model}: {args.dtype}, {args.samples} samples per parameter, "

@@ -57,8 +57,8 @@ class DigitsJob(Job):
         cut = int(0.8 * len(order))
         self.train_x, self.train_y = features[order[:cut]], digits.target[order[:cut]]
         self.test_x, self.test_y = features[order[cut:]], digits.target[order[cut:]]
-        self.batch_size = batch or 64
-        self.hidden = hidden or 128
+        self.batch_size = 64 if batch is None else batch
+        self.hidden = 128 if hidden is None else hidden
         self.lr = 1e-3 if lr is None else lr
         self.seed = seed
         self.tokens_per_step = self.batch_size
@@ -178,9 +178,9 @@ class CharJob(Job):
         train_text, valid_text = split_text(text, 0.1)
         self.vocab = Vocabulary.from_text(train_text)
         self.data = data
-        self.batch_size = batch or 32
-        self.hidden = hidden or 256
-        self.seq_len = seq_len or 64
+        self.batch_size = 32 if batch is None else batch
+        self.hidden = 256 if hidden is None else hidden
+        self.seq_len = 64 if seq_len is None else seq_len
         self.lr = 2e-3 if lr is None else lr
         self.clip_norm = clip_norm
         self.seed = seed

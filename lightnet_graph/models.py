@@ -132,8 +132,8 @@ def mlp(
     classes: int = 10,
 ) -> Model:
     """x -> linear -> relu -> linear -> tanh -> linear -> softmax cross-entropy."""
-    batch = batch or 32
-    hidden = hidden or 64
+    batch = 32 if batch is None else batch
+    hidden = 64 if hidden is None else hidden
     g = Graph("mlp", dtype=dtype, seed=seed)
     x = g.input("x", (batch, features))
     labels = g.input("labels", (batch,), dtype="int64")
@@ -166,8 +166,8 @@ def mlp_bn(
     momentum: float = 0.1,
 ) -> Model:
     """x -> linear -> batch norm (momentum 0.1) -> relu -> linear -> cross-entropy."""
-    batch = batch or 32
-    hidden = hidden or 64
+    batch = 32 if batch is None else batch
+    hidden = 64 if hidden is None else hidden
     g = Graph("mlp-bn", dtype=dtype, seed=seed)
     x = g.input("x", (batch, features))
     labels = g.input("labels", (batch,), dtype="int64")

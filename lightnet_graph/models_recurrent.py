@@ -43,9 +43,9 @@ def char_model(
     vocab: int = VOCAB,
 ) -> Model:
     """Declare a character language model around ``layer(xs, hidden)``."""
-    batch = batch or DEFAULT_BATCH
-    hidden = hidden or DEFAULT_HIDDEN
-    seq_len = seq_len or DEFAULT_SEQ_LEN
+    batch = DEFAULT_BATCH if batch is None else batch
+    hidden = DEFAULT_HIDDEN if hidden is None else hidden
+    seq_len = DEFAULT_SEQ_LEN if seq_len is None else seq_len
     g = Graph(name, dtype=dtype, seed=0 if seed is None else seed)
     tokens = g.input("tokens", (seq_len, batch), dtype="int64")
     targets = g.input("targets", (seq_len, batch), dtype="int64")

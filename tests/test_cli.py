@@ -83,3 +83,22 @@ def test_gradcheck_bad_model_reports_error(spec: str, expected: str,
     assert status == 2
     assert expected in captured.err
     assert "Traceback" not in captured.err
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["train", "char-lstm", "--batch", "0"], "argument --batch: 0 must be at least 1"),
+        (["train", "mlp-digits", "--steps", "-3"], "argument --steps: -3 must be at least 1"),
+        (["train", "mlp-digits", "--lr", "-1"], "argument --lr: -1.0 must be greater than 0"),
+        (["gradcheck", "mlp", "--hidden", "x"], "argument --hidden: 'x' is not an integer"),
+        (["gradcheck", "mlp", "--samples", "0"], "argument --samples: 0 must be at least 1"),
+    ],
+    ids=["zero-batch", "negative-steps", "negative-lr", "non-integer-hidden", "zero-samples"],
+)
+def test_out_of_range_options_rejected(argv: list[str], expected: str,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(argv)
+    assert caught.value.code == 2
+    assert expected in capsys.readouterr().err
