@@ -16,9 +16,12 @@ value lives and which kernel computes it:
 Fusion rule. Every kernel gets a level: a matrix product, reduction or
 other whole kernel sits one level above the kernels it reads, and an
 elementwise op sits at the level of the ops it reads element for element
-(a *fusible edge*) and above everything else it reads. Elementwise ops
-then move as late as their readers allow. The connected groups of fusible
-edges within one level are the fused kernels. Every edge between two
+(a *fusible edge*) and above everything else it reads. An elementwise op
+then moves as late as its readers allow when that joins it to a reader's
+kernel, unless the move would turn a value kept in registers into a
+written one; a cheap op that would be left behind is copied instead. The
+connected groups of fusible edges within one level are the fused kernels,
+and groups of one level that read the same value join too. Every edge between two
 kernels climbs at least one level, so ordering kernels by level is a valid
 schedule, and the rule never looks at what the ops are: an LSTM's or GRU's
 gate math, or a cell nobody has declared before, fuses the same way.
@@ -89,6 +92,8 @@ DIVISOR_OPS = {"sum", "sum_to", "softmax_cross_entropy"}
 # that a sum over T time steps is T launches of one kernel, not one kernel
 # whose source grows with T.
 MAX_FUSED_SUM_TERMS = 4
+# Rounds of copying cheap ops into the kernels that read them.
+MAX_RECOMPUTE_ROUNDS = 3
 # Kernels joined because they read the same value stop growing at this size.
 MAX_FUSED_OPS = 64
 
@@ -149,11 +154,19 @@ class Analysis:
     fusible: set[tuple[int, int]] = field(default_factory=set)
     clusters: list[list[int]] = field(default_factory=list)
     roots: set[int] = field(default_factory=set)  # outputs and state-update values
+    operands: dict[int, list[int]] = field(default_factory=dict)
+    consumers: dict[int, list[int]] = field(default_factory=dict)
+    _views: dict[int, tuple[int, View]] = field(default_factory=dict)
+    # (reader, elementwise op) pairs where the reader should get its own copy.
+    recompute: list[tuple[int, int]] = field(default_factory=list)
 
     # -- storage --------------------------------------------------------------
 
     def storage_view(self, base: int) -> tuple[int, View]:
         """The storage node holding ``base`` and the view of ``base`` in it."""
+        found = self._views.get(base)
+        if found is not None:
+            return found
         shape = self.graph.nx.nodes[base]["type"].shape
         if base not in self.placement:
             return base, views.contiguous(shape)
@@ -162,6 +175,11 @@ class Analysis:
         placed = replay(chain, view)
         assert placed is not None, "placement was checked to replay"
         return root, placed
+
+    def freeze(self) -> None:
+        """Remember every storage view; placements must not change after this."""
+        for base in self.order:
+            self._views[base] = self.storage_view(base)
 
     def resolve(self, node: int) -> tuple[int, View]:
         """The storage node and view that ``node``'s value is read through."""
@@ -179,15 +197,50 @@ class Analysis:
 
 
 def analyze(graph: Graph, outputs: Mapping[str, int]) -> Analysis:
-    """Run the whole analysis on an optimized graph."""
+    """Run the whole analysis on an optimized graph.
+
+    When a move would leave a cheap elementwise op behind in an earlier
+    kernel, the op is copied for the later kernel (recomputed, not stored)
+    and the analysis runs again on the changed graph.
+    """
+    for _ in range(MAX_RECOMPUTE_ROUNDS):
+        result = _analyze_once(graph, outputs)
+        if not result.recompute:
+            return result
+        for reader, producer in result.recompute:
+            _copy_for(graph, reader, producer)
+    return _analyze_once(graph, outputs, recompute=False)
+
+
+def _copy_for(graph: Graph, reader: int, producer: int) -> None:
+    """Let ``reader`` read its own copy of the elementwise op ``producer``."""
+    data = graph.nx.nodes[producer]
+    operands = [graph.tensor(n) for n in graph.operands(producer)]
+    copy = graph.add_op(data["op"], operands, data["type"], name=data["name"])
+    graph.nx.nodes[copy.node]["location"] = data["location"]
+    for _, target, slot in list(graph.nx.out_edges(producer, keys=True)):
+        if target == reader:
+            graph.nx.remove_edge(producer, reader, key=slot)
+            graph.nx.add_edge(copy.node, reader, key=slot)
+
+
+def _analyze_once(
+    graph: Graph,
+    outputs: Mapping[str, int],
+    recompute: bool = True,
+) -> Analysis:
     order = graph.topological_order()
     result = Analysis(graph, order, {n: i for i, n in enumerate(order)}, {}, {})
     result.roots = set(outputs.values()) | set(graph.updates.values())
+    for node in order:
+        result.operands[node] = graph.operands(node)
+        result.consumers[node] = graph.consumers(node)
     _classify(result)
     _absorb_epilogues(result)
     _find_assemblies(result)
     _place_pieces(result)
-    _assign_levels(result)
+    result.freeze()
+    _assign_levels(result, recompute)
     return result
 
 
@@ -209,7 +262,7 @@ def _classify(a: Analysis) -> None:
         op = data["op"]
         name = op.name
         if name in VIEW_OPS:
-            (operand,) = a.graph.operands(node)
+            (operand,) = a.operands[node]
             base, chain = a.ref[operand]
             step = _view_op(op, nodes[operand]["type"].shape, data["type"].shape)
             chain = chain + ((step,) if step is not None else ())
@@ -247,7 +300,7 @@ def _view_op(op, in_shape: tuple, out_shape: tuple) -> ViewOp | None:
 
 
 def consumers(a: Analysis, node: int) -> list[int]:
-    return a.graph.consumers(node)
+    return a.consumers[node]
 
 
 def _absorb_epilogues(a: Analysis) -> None:
@@ -262,7 +315,7 @@ def _absorb_epilogues(a: Analysis) -> None:
         data = nodes[node]
         if a.kind.get(node) != POINTWISE or data["op"].name != "div":
             continue
-        heavy, divisor = a.graph.operands(node)
+        heavy, divisor = a.operands[node]
         heavy = a.alias.get(heavy, heavy)
         if not _can_absorb(a, heavy, node, DIVISOR_OPS) or heavy in a.divisor:
             continue
@@ -280,7 +333,7 @@ def _absorb_epilogues(a: Analysis) -> None:
         data = nodes[node]
         if a.kind.get(node) != POINTWISE or data["op"].name != "add":
             continue
-        left, right = a.graph.operands(node)
+        left, right = a.operands[node]
         for heavy, other in ((left, right), (right, left)):
             heavy = a.alias.get(heavy, heavy)
             if heavy == a.alias.get(other, other) or heavy in a.addend:
@@ -308,7 +361,7 @@ def _can_absorb(a: Analysis, heavy: int, node: int, ops: set[str]) -> bool:
         return False
     if nodes[heavy]["type"] != nodes[node]["type"]:
         return False
-    read = [n for n in a.graph.operands(node) if a.alias.get(n, n) == heavy]
+    read = [n for n in a.operands[node] if a.alias.get(n, n) == heavy]
     if len(read) != 1 or read[0] in a.roots:
         return False
     return consumers(a, read[0]) == [node]
@@ -358,7 +411,7 @@ def _concat_assembly(a: Analysis, node: int) -> Assembly:
     shape = a.graph.nx.nodes[node]["type"].shape
     pieces = []
     start = 0
-    for operand in a.graph.operands(node):
+    for operand in a.operands[node]:
         width = a.graph.nx.nodes[operand]["type"].shape[op.axis]
         items = tuple(
             (start, start + width, 1) if axis == op.axis else (0, dim, 1)
@@ -387,10 +440,10 @@ def _unslice_tree(a: Analysis, root: int) -> tuple[list[Piece], list[int]] | Non
             return None
         members.append(node)
         if data["op"].name == "unslice":
-            (operand,) = a.graph.operands(node)
+            (operand,) = a.operands[node]
             pieces.append(Piece(operand, data["op"].index))
         elif data["op"].name == "add":
-            left, right = a.graph.operands(node)
+            left, right = a.operands[node]
             if left == right:
                 return None
             stack.extend([left, right])
@@ -473,7 +526,7 @@ def _reads(a: Analysis, node: int) -> list[int]:
     """The values a kernel node reads (operands, addend or assembly pieces)."""
     if a.kind[node] == ASSEMBLE:
         return [p.node for p in a.assemblies[node].pieces]
-    reads = list(a.graph.operands(node))
+    reads = list(a.operands[node])
     if node in a.addend:
         reads.append(a.addend[node])
     return reads
@@ -525,14 +578,14 @@ def _unit_order(a: Analysis) -> list[int]:
     return order
 
 
-def _assign_levels(a: Analysis) -> None:
+def _assign_levels(a: Analysis, recompute: bool = True) -> None:
     units = _unit_order(a)
 
     # Fusible edges, minus the links of long sums.
     for node in units:
         if a.kind[node] != POINTWISE:
             continue
-        for operand in a.graph.operands(node):
+        for operand in a.operands[node]:
             if _identity_read(a, node, operand):
                 a.fusible.add((a.ref[operand][0], node))
     _cut_long_sums(a)
@@ -549,7 +602,7 @@ def _assign_levels(a: Analysis) -> None:
             level = max(level, asap[producer] + step)
         asap[node] = level
 
-    # Elementwise ops as late as their readers allow.
+    # Groups of elementwise ops as late as their readers allow.
     readers: dict[int, list[int]] = {}
     for node in units:
         for value in _reads(a, node):
@@ -557,6 +610,8 @@ def _assign_levels(a: Analysis) -> None:
             if producer is not None:
                 readers.setdefault(producer, []).append(node)
     level = dict(asap)
+    # Each op first moves as late as its readers allow, when it joins the
+    # kernel of a reader there...
     for node in reversed(units):
         if a.kind[node] != POINTWISE or node in a.roots or not readers.get(node):
             continue
@@ -564,10 +619,40 @@ def _assign_levels(a: Analysis) -> None:
             level[reader] - (0 if (node, reader) in a.fusible else 1)
             for reader in readers[node]
         )
-        level[node] = max(bound, asap[node])
+        joins = any(
+            (node, reader) in a.fusible and level[reader] == bound
+            for reader in readers[node]
+        )
+        if bound > level[node] and joins:
+            level[node] = bound
+    # ...then returns to the earliest level its operands allow if the move
+    # would make a value that its kernel otherwise keeps in registers a
+    # written output. So 1 - y of a gate output y, which the backward pass
+    # reads anyway, moves into the backward kernel, while dc * f stays with
+    # the dc it reads.
+    for node in units:
+        if a.kind[node] != POINTWISE:
+            continue
+        earliest = 1
+        kept: list[int] = []
+        for value in _reads(a, node):
+            producer = a.unit(value)
+            if producer is None:
+                continue
+            fused = (producer, node) in a.fusible
+            earliest = max(earliest, level[producer] + (0 if fused else 1))
+            if fused and level[producer] < level[node]:
+                if not _written_anyway(a, producer, node, readers, level):
+                    kept.append(producer)
+        if not kept:
+            continue
+        if recompute and all(_cheap_copy(a, p, readers, level) for p in kept):
+            a.recompute.extend((node, p) for p in kept)
+        else:
+            level[node] = earliest
     a.level = level
 
-    # Fused kernels: fusible edges within one level, joined with union-find.
+    # Fused kernels: fusible edges within one level, then siblings.
     parent = {n: n for n in units if a.kind[n] == POINTWISE}
 
     def find(n: int) -> int:
@@ -587,6 +672,36 @@ def _assign_levels(a: Analysis) -> None:
     a.clusters = sorted(groups.values(), key=lambda g: a.position[g[0]])
     logger.debug(
         "fusion: %d elementwise ops in %d kernels", len(parent), len(a.clusters)
+    )
+
+
+def _cheap_copy(
+    a: Analysis, producer: int, readers: dict, level: dict[int, int]
+) -> bool:
+    """True when an elementwise op reads only values that are stored anyway."""
+    if a.graph.nx.nodes[producer]["op"].name not in ELEMENTWISE_OPS:
+        return False
+    for value in a.operands[producer]:
+        source = a.unit(value)
+        if source is None or (source, producer) not in a.fusible:
+            continue
+        if level[source] == level[producer] and not _written_anyway(
+            a, source, producer, readers, level
+        ):
+            return False
+    return True
+
+
+def _written_anyway(
+    a: Analysis, producer: int, reader: int, readers: dict, level: dict[int, int]
+) -> bool:
+    """True when ``producer`` leaves its kernel for a reader other than ``reader``."""
+    if producer in a.roots or producer in a.placement:
+        return True
+    return any(
+        other != reader
+        and ((producer, other) not in a.fusible or level[other] != level[producer])
+        for other in readers.get(producer, [])
     )
 
 
@@ -612,15 +727,18 @@ def _merge_siblings(
     for node in units:
         if node not in parent:
             continue
-        for operand in a.graph.operands(node):
+        for operand in a.operands[node]:
             base, chain = a.ref[operand]
             if a.kind.get(base) not in (POINTWISE, HEAVY, ASSEMBLE):
                 continue
             if (base, node) in a.fusible and level[base] == level[node]:
                 continue
             readers.setdefault((level[node], base, chain), []).append(node)
+    nodes = a.graph.nx.nodes
     for group in readers.values():
         for other in group[1:]:
+            if nodes[group[0]]["type"].size != nodes[other]["type"].size:
+                continue  # one kernel has one index space
             first, second = find(group[0]), find(other)
             if first != second and size[first] + size[second] <= MAX_FUSED_OPS:
                 parent[second] = first

@@ -9,6 +9,7 @@ space; the memory plan (:mod:`.memory`) later maps them to device buffers.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,8 +48,12 @@ class Storage:
     values: list[str] = field(default_factory=list)
 
     @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    @property
     def nbytes(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+        return self.size * self.dtype.itemsize
 
     @property
     def transient(self) -> bool:
@@ -124,6 +129,9 @@ class _Planner:
         self.label_checks: list[LabelCheck] = []
         self._scratch = 0
         self._stats_cache: dict[tuple, Any] = {}
+        self._absorbed: dict[int, list[int]] = {}
+        for alias, heavy in a.alias.items():
+            self._absorbed.setdefault(heavy, []).append(alias)
         group = 1
         limit = min(options.reduce_group, profile.max_work_group_size)
         while group * 2 <= limit:
@@ -267,67 +275,63 @@ class _Planner:
             return
         written = {storage for storage, _ in writes.values()}
         # A buffer read only at element i may become the buffer written at i.
-        in_place = set()
-        for storage, view in writes.values():
-            if not view.is_identity(self._size(storage)):
-                continue
-            for arg in args:
-                read = arg[1] if arg[0] == "buffer" else None
-                if (
-                    read is not None
-                    and read not in written
-                    and self._linear_reads_only(members, read)
-                ):
-                    in_place.add((read, storage))
+        linear = self._linear_reads(members, member_set, n)
+        in_place = {
+            (read, storage)
+            for storage, view in writes.values()
+            if view.is_identity(self._size(storage))
+            for read, only_linear in linear.items()
+            if only_linear and read not in written
+        }
         global_size, local_size = self.elementwise_sizes(n)
         self.launch(kernel, args, global_size, local_size, members, written, in_place)
 
     def _size(self, storage: Any) -> int:
-        return int(np.prod(self.storages[storage].shape, dtype=np.int64))
+        return self.storages[storage].size
 
     def _leaves_cluster(self, member: int, cluster: set[int]) -> bool:
         a = self.a
         if member in a.roots or member in a.placement:
             return True
-        stack = list(self.graph.consumers(member))
+        stack = list(self.a.consumers[member])
         while stack:
             consumer = stack.pop()
             if consumer in a.roots:
                 return True
             kind = a.kind[consumer]
             if kind == VIEW:
-                stack.extend(self.graph.consumers(consumer))
+                stack.extend(self.a.consumers[consumer])
             elif kind == ABSORBED or consumer not in cluster:
                 return True
             elif (member, consumer) not in a.fusible:
                 return True
         return False
 
-    def _linear_reads_only(self, members: list[int], storage: Any) -> bool:
-        """True when every read of ``storage`` in the cluster is element i of the whole."""
+    def _linear_reads(self, members: list[int], cluster: set[int], n: int) -> dict:
+        """For each storage the cluster loads: True when it only reads element i of it."""
         a = self.a
-        size = self._size(storage)
-        n = self.nodes[members[0]]["type"].size
+        linear: dict[Any, bool] = {}
         for member in members:
             op = self.nodes[member]["op"]
-            for operand in self.graph.operands(member):
+            shape = self.nodes[member]["type"].shape
+            for operand in a.operands[member]:
+                base = a.ref[operand][0]
+                if base in cluster and (base, member) in a.fusible:
+                    continue
                 root, view = a.resolve(operand)
-                if root != storage:
-                    continue
-                if (a.ref[operand][0], member) in a.fusible:
-                    continue
-                if op.name in ("one_hot", "gather", "unslice"):
-                    return False
-                shape = self.nodes[member]["type"].shape
-                if tuple(view.shape) != tuple(shape):
-                    return False
-                if not view.is_identity(size) or size != n:
-                    return False
-        return True
+                size = self._size(root)
+                whole = (
+                    op.name not in ("one_hot", "gather", "unslice")
+                    and tuple(view.shape) == tuple(shape)
+                    and size == n
+                    and view.is_identity(size)
+                )
+                linear[root] = linear.get(root, True) and whole
+        return linear
 
     def _note_label_inputs(self, node: int) -> None:
         op = self.nodes[node]["op"]
-        operands = self.graph.operands(node)
+        operands = self.a.operands[node]
         if op.name == "one_hot":
             self._label_check(operands[0], op.depth, node)
         elif op.name == "gather":
@@ -402,12 +406,8 @@ class _Planner:
         handler(node)
 
     def _covered(self, node: int) -> list[int]:
-        """The node and the add it absorbed, for inspection."""
-        covered = [node]
-        for alias, heavy in self.a.alias.items():
-            if heavy == node:
-                covered.append(alias)
-        return covered
+        """The node and the ops it absorbed, for inspection."""
+        return [node] + self._absorbed.get(node, [])
 
     def _addend(self, node: int, shape: tuple) -> tuple[Any, View] | None:
         if node not in self.a.addend:
@@ -416,7 +416,7 @@ class _Planner:
         return storage, views.broadcast(view, shape)
 
     def _matmul(self, node: int) -> None:
-        left, right = self.graph.operands(node)
+        left, right = self.a.operands[node]
         out_shape = self.nodes[node]["type"].shape
         a_view = self.resolve(left)
         b_view = self.resolve(right)
@@ -426,7 +426,7 @@ class _Planner:
         self._emit_matmul(node, a_full, b_full, self._addend(node, out_shape))
 
     def _linear(self, node: int) -> None:
-        x, w, b = self.graph.operands(node)
+        x, w, b = self.a.operands[node]
         x_storage, x_view = self.resolve(x)
         rows = int(np.prod(x_view.shape[:-1], dtype=np.int64))
         flat = views.reshape(x_view, (rows, x_view.shape[-1]))
@@ -596,7 +596,7 @@ class _Planner:
 
     def _reduction(self, node: int) -> None:
         op = self.nodes[node]["op"]
-        (x,) = self.graph.operands(node)
+        (x,) = self.a.operands[node]
         storage, view = self.resolve(x)
         if op.name == "sum_to":
             lead = len(view.shape) - len(op.shape)
@@ -652,7 +652,7 @@ class _Planner:
 
     def _softmax(self, node: int) -> None:
         op = self.nodes[node]["op"]
-        (x,) = self.graph.operands(node)
+        (x,) = self.a.operands[node]
         storage, view = self.resolve(x)
         out_storage, out_view = self.storage(node)
         outer, inner, rows, length = self._split(view, (op.axis,))
@@ -675,7 +675,7 @@ class _Planner:
 
     def _cross_entropy(self, node: int) -> None:
         op = self.nodes[node]["op"]
-        logits, labels = self.graph.operands(node)
+        logits, labels = self.a.operands[node]
         dtype = self.nodes[node]["type"].dtype
         storage, view = self.resolve(logits)
         label_storage, label_view = self.resolve(labels)
@@ -781,7 +781,7 @@ class _Planner:
         return int(np.prod(shape, dtype=np.int64)), shape[1], inner
 
     def _batch_norm(self, node: int) -> None:
-        x, gamma, beta, mean, var = self.graph.operands(node)
+        x, gamma, beta, mean, var = self.a.operands[node]
         n, features, inner = self._bn_layout(x)
         if n == 0:
             return
@@ -804,7 +804,7 @@ class _Planner:
 
     def _batch_norm_grad(self, node: int) -> None:
         op = self.nodes[node]["op"]
-        x, gamma, mean, var, dy = self.graph.operands(node)
+        x, gamma, mean, var, dy = self.a.operands[node]
         n, features, inner = self._bn_layout(x)
         dtype = self.nodes[node]["type"].dtype
         out = self.output_offset(node)
@@ -847,7 +847,7 @@ class _Planner:
 
     def _scatter_add(self, node: int) -> None:
         op = self.nodes[node]["op"]
-        indices, values = self.graph.operands(node)
+        indices, values = self.a.operands[node]
         dtype = self.nodes[node]["type"].dtype
         index_storage, index_view = self.resolve(indices)
         value_storage, value_view = self.resolve(values)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 
 import lightnet_graph.ops as F
 from lightnet_graph.graph import OP, Graph, Location, Tensor
@@ -20,6 +19,7 @@ def swap_transposed_products(
     """
     outputs = dict(outputs)
     kept = set(outputs.values()) | set(graph.updates.values())
+    known = set(graph.nx)
     for node in graph.topological_order():
         data = graph.nx.nodes.get(node)
         if data is None or data["kind"] != OP or data["op"].name != "transpose":
@@ -34,11 +34,11 @@ def swap_transposed_products(
         if graph.consumers(product) != [node] or product in kept:
             continue
         left, right = (graph.tensor(n) for n in graph.operands(product))
-        with _located(graph, data["location"]):
-            swapped = F.matmul(
-                F.transpose(right, _swap_last(right.ndim)),
-                F.transpose(left, _swap_last(left.ndim)),
-            )
+        swapped = F.matmul(
+            F.transpose(right, _swap_last(right.ndim)),
+            F.transpose(left, _swap_last(left.ndim)),
+        )
+        _locate(graph, swapped.node, known, data["location"])
         graph.replace_uses(node, swapped.node)
         for name, value in outputs.items():
             if value == node:
@@ -62,6 +62,7 @@ def group_unslice_sums(graph: Graph, outputs: dict[str, int]) -> None:
     which the backend assembles in place.
     """
     kept = set(outputs.values()) | set(graph.updates.values())
+    known = set(graph.nx)
     for root in reversed(graph.topological_order()):
         if root not in graph.nx or not _is_add(graph, root):
             continue
@@ -77,8 +78,8 @@ def group_unslice_sums(graph: Graph, outputs: dict[str, int]) -> None:
             groups.setdefault(graph.nx.nodes[leaf]["op"].index, []).append(leaf)
         if len(groups) == len(leaves):
             continue
-        with _located(graph, graph.nx.nodes[root]["location"]):
-            result = _regrouped_sum(graph, list(groups.values()))
+        result = _regrouped_sum(graph, list(groups.values()))
+        _locate(graph, result.node, known, graph.nx.nodes[root]["location"])
         graph.replace_uses(root, result.node)
         for name, value in list(outputs.items()):
             if value == root:
@@ -135,10 +136,15 @@ def _regrouped_sum(graph: Graph, groups: list[list[int]]) -> Tensor:
     return result
 
 
-@contextmanager
-def _located(graph: Graph, location: Location | None) -> Iterator[None]:
-    """Give the op nodes added inside the block ``location``, the replaced node's."""
-    before = set(graph.nx)
-    yield
-    for node in set(graph.nx) - before:
+def _locate(
+    graph: Graph, result: int, known: set[int], location: Location | None
+) -> None:
+    """Give the op nodes a rewrite added under ``result`` the replaced node's location."""
+    stack = [result]
+    while stack:
+        node = stack.pop()
+        if node in known:
+            continue
+        known.add(node)
         graph.nx.nodes[node]["location"] = location
+        stack.extend(graph.operands(node))

@@ -46,6 +46,9 @@ def cluster_kernel(
     """
     nodes = a.graph.nx.nodes
     n = nodes[members[0]]["type"].size
+    assert all(nodes[m]["type"].size == n for m in members), (
+        "one index space per kernel"
+    )
     k = KernelBuilder("pointwise")
     k.integer("n", n)
     emitter = _Emitter(a, k, set(members))
@@ -125,7 +128,7 @@ class _Emitter:
         t = k.note_dtype(dtype)
         name = f"v{len(self.values)}"
         self.values[node] = name
-        operands = a.graph.operands(node)
+        operands = a.operands[node]
         shape = data["type"].shape
         if op.name in _BINARY:
             x, y = (self.operand(node, o, shape) for o in operands)
@@ -220,7 +223,7 @@ class _Emitter:
         m = len(self.values) - 1
         depth = k.integer(f"depth{m}", op.depth)
         k.line(f"const int p{m} = i / {depth};")
-        (indices,) = self.a.graph.operands(node)
+        (indices,) = self.a.operands[node]
         shape = self.a.graph.nx.nodes[indices]["type"].shape
         label = self.operand(node, indices, shape, index=f"p{m}")
         return f"({label} == i - p{m} * {depth}) ? {literal(1, dtype)} : {literal(0, dtype)}"
@@ -228,7 +231,7 @@ class _Emitter:
     def _gather(self, node: int, dtype: np.dtype) -> str:
         a, k = self.a, self.k
         m = len(self.values) - 1
-        table, indices = a.graph.operands(node)
+        table, indices = a.operands[node]
         table_type = a.graph.nx.nodes[table]["type"]
         row_size = int(np.prod(table_type.shape[1:], dtype=np.int64))
         width = k.integer(f"width{m}", row_size)
@@ -253,7 +256,7 @@ class _Emitter:
     def _unslice(self, node: int, op: Any, dtype: np.dtype) -> str:
         a, k = self.a, self.k
         m = len(self.values) - 1
-        (operand,) = a.graph.operands(node)
+        (operand,) = a.operands[node]
         storage, view = a.resolve(operand)
         shape = op.shape
         rank = len(shape)
