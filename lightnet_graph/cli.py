@@ -69,6 +69,22 @@ def _parser() -> argparse.ArgumentParser:
                        help="name the first op that produces NaN or Inf (slower)")
     check.set_defaults(handler=_gradcheck)
 
+    compare = commands.add_parser(
+        "compare",
+        help="compare one training step's loss and gradients across backends",
+        description="Run one training step's loss and gradients on each backend, "
+        "compare each value with the first backend's per tensor "
+        "(||a - b||_2 <= rtol * ||b||_2 + atol * sqrt(n)) and exit 1 above the "
+        "tolerance: rtol 1e-4 and atol 1e-6 in float32, 1e-10 and 1e-9 in float64.",
+    )
+    _add_model_options(compare)
+    compare.add_argument("--backends", default="numpy,opencl",
+                         help="comma-separated backends; the first is the reference "
+                         "(default numpy,opencl)")
+    compare.add_argument("--dtype", default="float32", choices=["float32", "float64"],
+                         help="dtype of the model (default float32)")
+    compare.set_defaults(handler=_compare)
+
     train = commands.add_parser(
         "train",
         help="train a built-in job",
@@ -187,6 +203,54 @@ def _train(args: argparse.Namespace) -> int:
     for line in job.finish():
         print(line)
     return 0
+
+
+# Per dtype: (rtol, atol) of `compare`, the per-tensor norm convention.
+COMPARE_TOLERANCES = {"float32": (1e-4, 1e-6), "float64": (1e-10, 1e-9)}
+
+
+def _compare(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .compiler import compile
+    from .gradcheck import compare
+    from .models import load_model
+
+    backends = [name.strip() for name in args.backends.split(",") if name.strip()]
+    if len(backends) < 2:
+        raise LightnetError(
+            f"--backends {args.backends!r} names {len(backends)} backend; give at least "
+            "two, separated by commas, such as numpy,opencl"
+        )
+    model = load_model(args.model, dtype=args.dtype, batch=args.batch, hidden=args.hidden,
+                       seq_len=args.seq_len, seed=args.seed)
+    feeds = model.make_feeds(np.random.default_rng(args.seed))
+    results = {name: compile(loss=model.loss, backend=name).run(feeds) for name in backends}
+    rtol, atol = COMPARE_TOLERANCES[args.dtype]
+    reference = results[backends[0]]
+    print(f"compare {args.model}: {args.dtype}, reference {backends[0]}, rtol {rtol:g}, "
+          f"atol {atol:g}")
+    print("per tensor: ||a - b||_2 <= rtol * ||b||_2 + atol * sqrt(n), b the reference")
+    width = max([len("value")] + [len(name) for name in reference])
+    backend_width = max(len("backend"), *(len(name) for name in backends[1:]))
+    print(f"{'value':<{width}}  {'backend':<{backend_width}}  {'||a - b||_2':>11}  "
+          f"{'||b||_2':>10}  {'rel. diff':>10}  status")
+    failed = 0
+    for name in backends[1:]:
+        for value, expected in reference.items():
+            actual = results[name][value]
+            diff = float(np.linalg.norm(np.asarray(actual, np.float64) - expected))
+            scale = float(np.linalg.norm(np.asarray(expected, np.float64)))
+            error, passed = compare(actual, expected, rtol, atol)
+            failed += not passed
+            status = "ok" if passed else "FAILED"
+            print(f"{value:<{width}}  {name:<{backend_width}}  {diff:>11.3e}  {scale:>10.3e}  "
+                  f"{error:>10.2e}  {status}")
+    verdict = "passed" if not failed else f"FAILED ({failed} above the tolerance)"
+    others = len(backends) - 1
+    print(f"{len(reference)} values, {others} backend{'s' if others > 1 else ''} "
+          f"against {backends[0]}: {verdict}")
+    return 0 if not failed else 1
 
 
 def _gradcheck(args: argparse.Namespace) -> int:
