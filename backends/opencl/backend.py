@@ -18,7 +18,7 @@ import numpy as np
 
 from lightnet_graph.graph import Graph
 
-from .cache import ProgramCache
+from .cache import ProgramCache, default_cache_dir
 from .device import DeviceProfile, has_gpu, import_pyopencl, profile_of, select_device
 from .errors import UnsupportedDTypeError
 from .memory import check_fits, plan_memory
@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 # One context, queue and program cache per device, shared by every program
 # compiled in this process, so a kernel is built once however often it is used.
-_SESSIONS: dict[int, tuple[Any, Any, ProgramCache]] = {}
+_SESSIONS: dict[tuple, tuple[Any, Any, ProgramCache]] = {}
 
 
 class OpenCLBackend:
@@ -114,14 +114,15 @@ class OpenCLBackend:
 
     def _session(self, device: Any) -> tuple[Any, Any, ProgramCache]:
         cl = import_pyopencl()
-        key = (device.int_ptr, self.build_options, self.cache_dir)
+        directory = self.cache_dir or default_cache_dir()
+        key = (device.int_ptr, self.build_options, directory)
         session = _SESSIONS.get(key)
         if session is None:
             context = cl.Context([device])
             queue = cl.CommandQueue(
                 context, properties=cl.command_queue_properties.PROFILING_ENABLE
             )
-            cache = ProgramCache(context, device, self.cache_dir, self.build_options)
+            cache = ProgramCache(context, device, directory, self.build_options)
             session = _SESSIONS[key] = (context, queue, cache)
         return session
 

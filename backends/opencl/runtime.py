@@ -283,6 +283,8 @@ class OpenCLExecutable(Executable):
                 f"{unknown[0]!r} is not an output of {self.graph.name!r}; its outputs are "
                 f"{', '.join(repr(n) for n in self.outputs)}"
             )
+        if self.check_numerics:
+            self.find_nonfinite(bound)
         self._check_labels(bound)
         self.parameters.upload()
         self.states.upload()
