@@ -112,11 +112,21 @@ class ProgramCache:
             program.build(self.options)
         except (cl.LogicError, cl.RuntimeError) as error:
             log = _build_log(program, self.device) or str(error)
+            lines = _offending_lines(source, log)
+            if lines:
+                advice = (
+                    "This is a bug in lightnet-graph's code generation; please report "
+                    "it with this message."
+                )
+            else:
+                advice = (
+                    "The log names no line of the kernel, so the OpenCL compiler may be "
+                    "unable to build for this device at all; choose another device with "
+                    "LIGHTNET_OPENCL_DEVICE or device=."
+                )
             raise KernelBuildError(
                 f"OpenCL kernel {name} failed to build on {self.device.name.strip()!r}.\n"
-                f"Build log:\n{log.strip()}\n{_offending_lines(source, log)}"
-                "This is a bug in lightnet-graph's code generation; please report it "
-                "with this message."
+                f"Build log:\n{log.strip()}\n{lines}{advice}"
             ) from None
         BUILD_COUNTS["source"] += 1
         logger.debug("built OpenCL kernel %s from source", name)
