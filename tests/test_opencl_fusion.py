@@ -141,3 +141,12 @@ def test_lstm_builds_same_kernels_at_8_and_256_steps():
         kernels[steps] = {info.name: info.source for info in program.kernels}
     assert kernels[8] == kernels[256]
     assert len(kernels[8]) <= 20
+
+
+def test_kernels_do_not_depend_on_batch_size():
+    kernels = {}
+    for batch in (8, 13):
+        model = load_model("char-gru", batch=batch, hidden=8, seq_len=3)
+        program = lg.compile(loss=model.loss, backend=opencl_backend())
+        kernels[batch] = {info.name for info in program.kernels}
+    assert kernels[8] == kernels[13]

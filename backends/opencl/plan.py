@@ -158,6 +158,12 @@ class _Planner:
         resolved = {name: self.resolve(node) for name, node in outputs.items()}
         for name, (storage, _) in resolved.items():
             self.storages[storage].values.append(f"output {name}")
+        # Scalar constants travel as kernel arguments; drop their unused buffers.
+        used = {key for launch in self.launches + updates for key in launch.reads}
+        used |= {storage for storage, _ in resolved.values()}
+        for key in [k for k, v in self.storages.items() if v.kind == "constant"]:
+            if key not in used:
+                del self.storages[key]
         return Schedule(
             self.launches, updates, self.storages, resolved, self.label_checks, a
         )
