@@ -1,9 +1,9 @@
 """The OpenCL backend: lower an optimized graph to kernels and run them.
 
 ``compile(..., backend="opencl")`` uses the device named by
-``$LIGHTNET_OPENCL_DEVICE``, else the first GPU, else the first device;
-``OpenCLBackend(device="0:1")`` or ``device="pthread"`` picks one
-explicitly and can be passed as ``backend=``.
+``$LIGHTNET_OPENCL_DEVICE``, else the first GPU, else the first device.
+``OpenCLBackend(device="0:1")`` or ``OpenCLBackend(device="pthread")``
+picks one explicitly and can be passed as ``backend=``.
 """
 
 from __future__ import annotations

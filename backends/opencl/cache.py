@@ -2,10 +2,11 @@
 
 Each distinct kernel is one program. A built program's binary is stored
 under the cache directory, keyed by a hash of the source, the build
-options and the device, platform and driver versions, so a second process
-that compiles the same model loads binaries and compiles nothing from
-source. Files are written to a temporary name and renamed into place, so
-processes sharing the directory never read a partial binary.
+options and the device, platform and driver versions. A second process
+that compiles the same model therefore loads binaries and compiles
+nothing from source. Files are written to a temporary name and renamed
+into place, so processes sharing the directory never read a partial
+binary.
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ def _build_log(program: Any, device: Any) -> str:
 
 
 def _offending_lines(source: str, log: str) -> str:
-    """The source lines that the build log names, numbered, with a caret."""
+    """Return the source lines that the build log names, numbered, with a caret."""
     lines = source.splitlines()
     shown = []
     # Clang-based compilers (PoCL, most GPU drivers) write FILE:LINE:COLUMN

@@ -1,6 +1,6 @@
 """Choosing an OpenCL device and reading the properties code generation needs.
 
-Code generation sees a device only through a :class:`DeviceProfile`, so
+Code generation reads a device only through a :class:`DeviceProfile`, so
 tests can plan kernels for a GPU or a CPU they do not have by building a
 profile by hand.
 """

@@ -4,7 +4,7 @@ Inputs, parameters, states and constants each keep a buffer of their own.
 Every other storage (computed values and scratch space) is live from the
 first launch that writes it to the last launch that reads it, or to the end
 of the run for outputs. Walking the schedule in order, a storage takes the
-smallest free buffer that fits, or a new one; a launch whose kernel reads
+smallest free buffer that fits, or a new one. A launch whose kernel reads
 element i of an input only to write element i of its output may write into
 the input's buffer when that read is the input's last.
 """

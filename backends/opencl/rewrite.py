@@ -13,7 +13,7 @@ def swap_transposed_products(
 ) -> dict[str, int]:
     """Rewrite transpose(a @ b), over the last two axes, as b^T @ a^T.
 
-    The gradient of a weight used as ``x @ w.T`` arrives transposed; as a
+    The gradient of a weight used as ``x @ w.T`` arrives transposed. As a
     product of transposed views it is a plain matmul again, which can add
     the next time step's gradient in place. Returns the updated outputs.
     """
@@ -96,7 +96,7 @@ def _is_add(graph: Graph, node: int) -> bool:
 def _sum_leaves(
     graph: Graph, root: int, kept: set[int]
 ) -> tuple[list[int] | None, list[int]]:
-    """The unslice leaves of the add tree at ``root`` in order, and its adds."""
+    """Return the unslice leaves of the add tree at ``root`` in order, and its adds."""
     ttype = graph.nx.nodes[root]["type"]
     leaves: list[int] = []
     inner: list[int] = []

@@ -82,7 +82,7 @@ class DeviceValues(MutableMapping):
         self._owner = owner
         self._host = values
         self._buffers = buffers
-        self._stale: set[str] = set()  # the device holds a newer value
+        self._stale: set[str] = set()  # the device has a newer value
         self._dirty: set[str] = set(values)  # the host may hold a newer value
 
     def __getitem__(self, name: str) -> np.ndarray:

@@ -150,7 +150,7 @@ def coalesce(shape: Sequence[int], strides: Sequence[int]) -> tuple:
 
 @dataclass(frozen=True)
 class Access:
-    """How a kernel computes the address of element i of a view.
+    """The address computation of element i of a view, for a kernel.
 
     ``dims`` and ``strides`` are the coalesced axes, ``offset`` the view's
     offset. ``structure`` is what the generated code depends on: the number
@@ -172,7 +172,7 @@ class Access:
         return ("strided", tuple(s != 0 for s in self.strides))
 
     def arguments(self) -> list[int]:
-        """The integer kernel arguments, in the order ``address`` names them."""
+        """Return the integer kernel arguments, in the order ``address`` names them."""
         args = [self.offset]
         if self.structure[0] != "strided":
             return args
@@ -189,7 +189,7 @@ class Access:
 
 
 def access(view: View) -> Access:
-    """The access that reads element i (in row-major order) of ``view``."""
+    """Return the access that reads element i (in row-major order) of ``view``."""
     merged = coalesce(view.shape, view.strides)
     if not merged:
         return Access((), (), view.offset)
@@ -200,7 +200,7 @@ def access(view: View) -> Access:
 
 
 def access_parameters(prefix: str, structure: tuple) -> list[str]:
-    """The names of the kernel parameters of an access, matching ``arguments``."""
+    """Return the kernel parameter names of an access, matching ``arguments``."""
     names = [f"{prefix}_off"]
     if structure[0] != "strided":
         return names
@@ -218,7 +218,7 @@ def access_parameters(prefix: str, structure: tuple) -> list[str]:
 
 
 def address(prefix: str, structure: tuple, i: str) -> str:
-    """The OpenCL C expression of the address of element ``i``."""
+    """Return the OpenCL C expression of the address of element ``i``."""
     if structure[0] == "scalar":
         return f"{prefix}_off"
     if structure[0] == "linear":

@@ -215,7 +215,7 @@ def grad_feature_kernel(
     features: int,
     count: int,
 ) -> tuple[KernelSource, list]:
-    """The gradient of one per-feature operand (gamma, beta, mean or var)."""
+    """Generate the gradient kernel of one per-feature operand (gamma, beta, mean, var)."""
     k = KernelBuilder(f"batch_norm_grad_{wrt}" + ("_train" if training else "_eval"))
     t = k.note_dtype(dtype)
     m, one, two = literal(momentum, dtype), literal(1, dtype), literal(2, dtype)

@@ -48,7 +48,7 @@ def ctype(dtype: Any) -> str:
 
 
 def literal(value: float | int, dtype: Any) -> str:
-    """An OpenCL C literal of ``value`` in ``dtype``, exact for the dtype."""
+    """Return an OpenCL C literal of ``value`` in ``dtype``, exact for the dtype."""
     dtype = np.dtype(dtype)
     c = ctype(dtype)
     if dtype.kind != "f":

@@ -2,7 +2,7 @@
 
 C = A B (+ X) for A (M, K), B (K, N), an optional addend X (M, N) and
 leading batch axes. Operands are read through row and column strides
-passed as arguments, so transposed operands cost no copy; whether an
+passed as arguments, so transposed operands cost no copy. Whether an
 operand is contiguous along K or along its other axis is part of the
 kernel's structure, because it decides the vector loads.
 
@@ -67,7 +67,7 @@ def choose_variant(
 
 @dataclass(frozen=True)
 class Layout:
-    """Which axis of each operand is contiguous: "k" or the other one."""
+    """The contiguous axis of each operand ("k" or the other one) and the addend."""
 
     a: str  # "k" (row-major A) or "m"
     b: str  # "k" (B stored transposed) or "n" (row-major B)
@@ -84,7 +84,7 @@ def matmul_kernel(
     """Generate a matmul kernel and its arguments.
 
     ``storages`` names the storage of "a", "b", "c" and, with an addend,
-    "x"; ``sizes`` holds M, N, K and the offsets and strides
+    "x"; ``sizes`` contains M, N, K and the offsets and strides
     (a_off, a_rs, a_cs, a_bs, and likewise for b, c and x).
     """
     k = KernelBuilder(
@@ -121,7 +121,7 @@ def matmul_kernel(
 def global_size(
     variant: MatmulVariant, m: int, n: int, batch: int
 ) -> tuple[int, int, int]:
-    """The NDRange for C of M x N, rounded up to whole work-groups."""
+    """Return the NDRange for C of M x N, rounded up to whole work-groups."""
     lx, ly = variant.local
     if variant.kind == "tiled":
         cols, rows = n, m
@@ -203,7 +203,7 @@ def _blocked_body(k: KernelBuilder, layout: Layout, t: str, dtype: Any) -> None:
 
 
 def _outer_block(k: KernelBuilder, layout: Layout, t: str, t4: str, zero: str) -> None:
-    """A 4 x 4 block as a sum of outer products: column of A times row of B.
+    """Emit a 4 x 4 block as a sum of outer products: column of A times row of B.
 
     K advances four at a time, so each step loads a 4 x 4 tile of A and of
     B as four vectors each where a layout makes them contiguous.
@@ -214,7 +214,7 @@ def _outer_block(k: KernelBuilder, layout: Layout, t: str, t4: str, zero: str) -
     k.line(f"    const int k4 = K - K % {b};")
     k.line(f"    for (int kk = 0; kk < k4; kk += {b}) {{")
     if layout.a == "m":
-        # Row r of the tile holds A[m0 .. m0 + 3, kk + r].
+        # Row r of the tile contains A[m0 .. m0 + 3, kk + r].
         for r in range(b):
             k.line(
                 f"        const {t4} ac{r} = vload{b}(0, A + (kk + {r}) * a_cs + m0);"
@@ -250,7 +250,7 @@ def _b_row(layout: Layout, t4: str, row: str) -> str:
 
 
 def _dot_block(k: KernelBuilder, layout: Layout, t4: str, zero: str) -> None:
-    """A 4 x 4 block of dot products when A and B are both contiguous along K."""
+    """Emit a 4 x 4 block of dot products, for A and B both contiguous along K."""
     b = BLOCK
     for i in range(b):
         for j in range(b):

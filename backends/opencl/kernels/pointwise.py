@@ -1,7 +1,7 @@
 """Fused elementwise kernels: one work-item per element of the output.
 
 A cluster of elementwise ops (see :mod:`..analysis`) becomes one kernel.
-Values passed between ops of the cluster stay in registers; every other
+Values passed between ops of the cluster stay in registers. Every other
 operand is loaded through an access (offset and strides as arguments), so
 broadcasting, transposes and slices cost no copies. ``one_hot``, ``gather``
 and ``unslice`` read their operands at positions computed from the output
@@ -76,7 +76,7 @@ def copy_kernel(
     source: tuple[Any, View],
     target: tuple[Any, View],
 ) -> tuple[KernelSource, list, int]:
-    """A kernel writing the elements of one view into another, in row-major order."""
+    """Generate a kernel that copies one view into another, in row-major order."""
     k = KernelBuilder("copy")
     n = source[1].size
     k.integer("n", n)
@@ -96,7 +96,7 @@ def fill_kernel(
     target: tuple[Any, View],
     value: float = 0.0,
 ) -> tuple[KernelSource, list, int]:
-    """A kernel setting every element of a view to ``value``."""
+    """Generate a kernel that sets every element of a view to ``value``."""
     k = KernelBuilder("fill")
     n = target[1].size
     k.integer("n", n)
@@ -178,7 +178,7 @@ class _Emitter:
     def operand(
         self, consumer: int, operand: int, shape: tuple, index: str = "i"
     ) -> str:
-        """The C expression of ``operand`` at element ``index`` of ``shape``."""
+        """Return the C expression of ``operand`` at element ``index`` of ``shape``."""
         a = self.a
         base = a.ref[operand][0]
         if (

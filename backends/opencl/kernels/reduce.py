@@ -20,7 +20,7 @@ from .common import KernelBuilder, KernelSource, literal
 def launch_shape(
     outputs: int, reduced: int, group: int, max_x: int
 ) -> tuple[tuple, tuple]:
-    """Global and local sizes for ``outputs`` rows of ``reduced`` elements."""
+    """Return global and local sizes for ``outputs`` rows of ``reduced`` elements."""
     lanes = 1
     while lanes < reduced and lanes < group:
         lanes *= 2
@@ -84,9 +84,12 @@ def reduce_kernel(
     by that constant.
     """
     mean = divisor is not None
-    k = KernelBuilder(
-        f"reduce_{op}" + ("_div" if mean else "") + ("_acc" if addend else "")
-    )
+    kind = f"reduce_{op}"
+    if mean:
+        kind += "_div"
+    if addend:
+        kind += "_acc"
+    k = KernelBuilder(kind)
     t = k.note_dtype(dtype)
     k.integer("n_out", outputs)
     k.integer("n_red", reduced)
