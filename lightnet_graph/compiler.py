@@ -40,10 +40,10 @@ def compile(  # noqa: A001 - the name users expect
     optimize: bool = True,
     optimizer: Any = None,
     return_gradients: bool | None = None,
+    check_numerics: bool = False,
 ) -> Executable:
     """Compile a graph into a program that computes ``outputs``.
 
-    check_numerics: bool = False,
     With ``loss``, the program also returns ``"loss"`` and, for every value
     in ``wrt`` (all parameters by default), its gradient as ``"grad/NAME"``.
     ``wrt`` takes Tensors and value names. Names are looked up after the
