@@ -15,6 +15,7 @@ from lightnet_graph.backends.opencl.errors import (
     KernelBuildError,
     NoOpenCLPlatformError,
     UnsupportedDTypeError,
+    UnsupportedSizeError,
 )
 from lightnet_graph.backends.opencl.kernels import pointwise
 from opencl_support import opencl_backend
@@ -159,3 +160,15 @@ def test_out_of_range_label_is_checked_on_host():
     assert "label 7 at index (1,) is out of range for 3 classes" in message
     assert "softmax_cross_entropy" in message
     assert "test_opencl_errors.py" in message
+
+
+def test_value_beyond_32_bit_indexing_is_rejected():
+    opencl_backend()
+    graph = lg.Graph("huge")
+    x = graph.input("x", (2**16, 2**15 + 1))
+    with pytest.raises(UnsupportedSizeError) as caught:
+        lg.compile(lg.sum(x), backend="opencl")
+    message = str(caught.value)
+    assert "'x'" in message
+    assert "2147549184 elements" in message
+    assert "32-bit" in message

@@ -134,3 +134,13 @@ def test_profile_counts_launches_and_time():
         assert per_kernel[info.name].launches == info.launches
         assert per_kernel[info.name].total_s >= 0
     assert "device time per run" in report.table()
+
+
+def test_fast_math_only_when_requested():
+    assert OpenCLBackend().build_options == ""
+    graph = lg.Graph("fast")
+    x = graph.input("x", (5,))
+    backend = opencl_backend(build_options="-cl-fast-relaxed-math")
+    program = lg.compile({"y": lg.exp(x)}, backend=backend)
+    values = program.run(x=np.linspace(-1.0, 1.0, 5))
+    assert np.allclose(values["y"], np.exp(np.linspace(-1.0, 1.0, 5)), rtol=1e-3)

@@ -20,7 +20,8 @@ from lightnet_graph.graph import Graph
 
 from .cache import ProgramCache, default_cache_dir
 from .device import DeviceProfile, has_gpu, import_pyopencl, profile_of, select_device
-from .errors import UnsupportedDTypeError
+from .errors import UnsupportedDTypeError, UnsupportedSizeError
+from .kernels.common import INT_MAX
 from .memory import check_fits, plan_memory
 from .plan import Options, build_schedule
 from .rewrite import group_unslice_sums, swap_transposed_products
@@ -73,7 +74,7 @@ class OpenCLBackend:
         import_pyopencl()
         device = select_device(self.device, gpu_only=self.gpu_only)
         profile = profile_of(device)
-        check_dtypes(graph, profile)
+        check_supported(graph, profile)
         started = time.perf_counter()
         graph = graph.copy()
         outputs = swap_transposed_products(graph, outputs)
@@ -127,9 +128,15 @@ class OpenCLBackend:
         return session
 
 
-def check_dtypes(graph: Graph, profile: DeviceProfile) -> None:
-    """Raise UnsupportedDTypeError for float64 values on a device without cl_khr_fp64."""
+def check_supported(graph: Graph, profile: DeviceProfile) -> None:
+    """Raise for float64 without cl_khr_fp64, float16, and values too large to index."""
     for _, data in graph.nx.nodes(data=True):
+        if data["type"].size > INT_MAX:
+            raise UnsupportedSizeError(
+                f"value {data['name']!r} ({data['type']}) has {data['type'].size} elements, "
+                f"but the OpenCL backend indexes with 32-bit integers, so values must have "
+                f"at most {INT_MAX}; split the value or use the NumPy backend"
+            )
         dtype = data["type"].dtype
         if dtype == np.float64 and not profile.fp64:
             raise UnsupportedDTypeError(

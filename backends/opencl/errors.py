@@ -23,5 +23,9 @@ class DeviceMemoryError(LightnetError, MemoryError):
     """A buffer, or the whole memory plan, does not fit in device memory."""
 
 
+class UnsupportedSizeError(LightnetError, ValueError):
+    """A value has more elements than the backend's 32-bit indexing reaches."""
+
+
 class UnsupportedDTypeError(DTypeError):
     """The device cannot compute in a dtype the graph uses (float64, float16)."""
