@@ -1,10 +1,11 @@
 """Fusion of recurrent cells: one kernel per step for the gate math, either way.
 
-The forward gate math of one step (the gate nonlinearities and the state
-updates) and its backward counterpart (the derivatives of those ops) must
-each run as one launch per step, for the built-in LSTM and GRU and for a
-cell declared here that the library has never seen. An LSTM training step
-must build the same distinct kernels whatever the sequence length.
+The forward gate math of one step is the gate nonlinearities and the state
+updates, and its backward counterpart the derivatives of those ops. Each
+must run as one launch per step, for the built-in LSTM and GRU (in
+PyTorch's reset-after form) and for a cell declared here that the library
+has never seen. An LSTM training step must build the same distinct kernels
+whatever the sequence length, and a GRU whatever the batch size.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def _check_against_numpy(loss: lg.Tensor, program, feeds: dict) -> None:
         assert passed, f"{name}: relative error {error:.3g}"
 
 
-def test_lstm_gate_math_is_one_kernel_per_step_each_way():
+def test_lstm_step_gate_math_one_kernel():
     steps = 5
     model = load_model("char-lstm", batch=3, hidden=8, seq_len=steps)
     program = lg.compile(loss=model.loss, backend=opencl_backend())
@@ -87,7 +88,7 @@ def test_lstm_gate_math_is_one_kernel_per_step_each_way():
     )
 
 
-def test_gru_gate_math_is_one_kernel_per_step_each_way():
+def test_gru_step_gate_math_one_kernel():
     steps = 4
     graph = lg.Graph("gru")
     xs = graph.input("xs", (steps, 3, 5))
@@ -133,7 +134,7 @@ def test_user_defined_cell_fuses_like_builtin_cells():
     _check_against_numpy(loss, program, feeds)
 
 
-def test_lstm_builds_same_kernels_at_8_and_256_steps():
+def test_lstm_kernels_same_at_8_and_256():
     kernels = {}
     for steps in (8, 256):
         model = load_model("char-lstm", batch=2, hidden=8, seq_len=steps)
