@@ -100,6 +100,20 @@ def test_gru_step_gate_math_one_kernel():
     _check_against_numpy(loss, program, feeds)
 
 
+def test_gru_reset_before_product_takes_two_kernels():
+    # The default GRU multiplies R * h by a weight between its gates, so the
+    # elementwise math before and after that product runs as two kernels.
+    steps = 4
+    graph = lg.Graph("gru")
+    xs = graph.input("xs", (steps, 3, 5))
+    outputs, _ = cells.gru(xs, 6, name="gru")
+    program = lg.compile(loss=lg.sum(outputs * outputs), backend=opencl_backend())
+    forward, backward = _gate_math(program, "gru", steps)
+    for t in range(steps):
+        assert len(_launches_covering(program, forward[t])) == 2, f"forward step {t}"
+        assert len(_launches_covering(program, backward[t])) == 2, f"backward step {t}"
+
+
 def _novel_cell(hidden: int):
     def step(params, state, x):
         (h,) = state

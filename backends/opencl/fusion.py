@@ -14,6 +14,11 @@ Every edge between two kernels climbs at least one level, so ordering
 kernels by level is a valid schedule. The rule never looks at what the
 ops are, so an LSTM's or GRU's gate math, or a cell nobody has declared
 before, fuses the same way.
+
+A matrix product between two elementwise steps of a cell splits them,
+however: the default GRU multiplies R * h by a weight before its
+candidate, so each of its steps runs two elementwise kernels each way,
+where the reset-after form runs one.
 """
 
 from __future__ import annotations
