@@ -1,7 +1,7 @@
 """The fusion rule: which kernel computes each elementwise op, and in what order.
 
-Fusion rule. Every kernel gets a level. A matrix product, reduction or
-other whole kernel sits one level above the kernels it reads. An
+Every kernel gets a level. A matrix product, reduction or other whole
+kernel sits one level above the kernels it reads. An
 elementwise op sits at the level of the ops it reads element for element
 (a *fusible edge*) and above everything else it reads. It then moves as
 late as its readers allow when that joins it to a reader's kernel, unless
@@ -167,7 +167,7 @@ def _assign_levels(a: Analysis, recompute: bool = True) -> None:
             level = max(level, asap[producer] + step)
         asap[node] = level
 
-    # Groups of elementwise ops as late as their readers allow.
+    # As late as the readers allow, for elementwise ops.
     readers: dict[int, list[int]] = {}
     for node in units:
         for value in _reads(a, node):
