@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import Sequence
 
@@ -67,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--backend", default="numpy", help="backend to check (default numpy)")
     check.add_argument("--check-numerics", action="store_true",
                        help="name the first op that produces NaN or Inf (slower)")
+    check.add_argument("--device", help="OpenCL device: PLATFORM:DEVICE indices or part of its name "
+                       "(sets LIGHTNET_OPENCL_DEVICE)")
     check.set_defaults(handler=_gradcheck)
 
     compare = commands.add_parser(
@@ -83,6 +86,8 @@ def _parser() -> argparse.ArgumentParser:
                          "(default numpy,opencl)")
     compare.add_argument("--dtype", default="float32", choices=["float32", "float64"],
                          help="dtype of the model (default float32)")
+    compare.add_argument("--device", help="OpenCL device: PLATFORM:DEVICE indices or part of its name "
+                       "(sets LIGHTNET_OPENCL_DEVICE)")
     compare.set_defaults(handler=_compare)
 
     train = commands.add_parser(
@@ -117,6 +122,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     train.add_argument("--check-numerics", action="store_true",
                        help="name the first op that produces NaN or Inf (slower)")
+    train.add_argument("--device", help="OpenCL device: PLATFORM:DEVICE indices or part of its name "
+                       "(sets LIGHTNET_OPENCL_DEVICE)")
     train.set_defaults(handler=_train)
 
     sample = commands.add_parser(
@@ -133,6 +140,8 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("--prime", default="\n", help="text fed before sampling (default a newline)")
     sample.add_argument("--seed", type=int, default=0, help="seed for sampling (default 0)")
     sample.add_argument("--backend", default="numpy", help="numpy, opencl or auto (default numpy)")
+    sample.add_argument("--device", help="OpenCL device: PLATFORM:DEVICE indices or part of its name "
+                       "(sets LIGHTNET_OPENCL_DEVICE)")
     sample.set_defaults(handler=_sample)
     return parser
 
@@ -283,6 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    if getattr(args, "device", None):
+        os.environ["LIGHTNET_OPENCL_DEVICE"] = args.device
     try:
         return args.handler(args)
     except LightnetError as error:

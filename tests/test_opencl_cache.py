@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from opencl_support import opencl_backend
+from opencl_support import import_pyopencl, opencl_backend
 
-pytest.importorskip("pyopencl")
+import_pyopencl()
 
 CHILD = """
 import json

@@ -6,11 +6,11 @@ import re
 
 import pytest
 from lightnet_graph.backends.opencl.kernels import pointwise
-from opencl_support import opencl_backend
+from opencl_support import import_pyopencl, opencl_backend
 
 from lightnet_graph.cli import main
 
-pytest.importorskip("pyopencl")
+import_pyopencl()
 
 SMALL = ["--hidden", "6", "--batch", "3", "--seq-len", "4"]
 
@@ -51,3 +51,13 @@ def test_compare_needs_two_backends(capsys):
     captured = capsys.readouterr()
     assert status == 2
     assert "give at least two" in captured.err
+
+
+def test_device_option_selects_or_names_devices(monkeypatch: pytest.MonkeyPatch, capsys):
+    opencl_backend()
+    monkeypatch.delenv("LIGHTNET_OPENCL_DEVICE", raising=False)
+    status = main(["compare", "mlp", "--device", "no-such-device", *SMALL])
+    error = capsys.readouterr().err
+    assert status == 2
+    assert "no OpenCL device name contains 'no-such-device'; the devices are: 0:0" in error
+    assert main(["compare", "mlp", "--device", "0:0", *SMALL]) == 0

@@ -18,12 +18,12 @@ from lightnet_graph.backends.opencl.errors import (
     UnsupportedSizeError,
 )
 from lightnet_graph.backends.opencl.kernels import pointwise
-from opencl_support import opencl_backend
+from opencl_support import import_pyopencl, opencl_backend
 
 import lightnet_graph as lg
 from lightnet_graph.errors import InputValueError, LightnetError
 
-pyopencl = pytest.importorskip("pyopencl")
+pyopencl = import_pyopencl()
 
 POCL_COMMAND = 'pip install "lightnet-graph[pocl]"'
 

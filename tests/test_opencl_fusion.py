@@ -14,7 +14,7 @@ import re
 
 import numpy as np
 import pytest
-from opencl_support import opencl_backend
+from opencl_support import import_pyopencl, opencl_backend
 
 import lightnet_graph as lg
 from lightnet_graph import cells
@@ -22,7 +22,7 @@ from lightnet_graph.gradcheck import compare
 from lightnet_graph.graph import OP
 from lightnet_graph.models import load_model
 
-pytest.importorskip("pyopencl")
+import_pyopencl()
 
 GATE_OPS = {"sigmoid", "tanh", "leaky_relu", "exp"}
 

@@ -16,12 +16,12 @@ import pytest
 from lightnet_graph.backends.opencl.device import DeviceProfile
 from lightnet_graph.backends.opencl.kernels.matmul import choose_variant
 from lightnet_graph.backends.opencl.plan import build_schedule
-from opencl_support import opencl_backend
+from opencl_support import import_pyopencl, opencl_backend
 
 import lightnet_graph as lg
 from lightnet_graph.gradcheck import compare
 
-pytest.importorskip("pyopencl")
+import_pyopencl()
 
 SIZES = (1, 7, 64, 257, 1031)
 LAYOUTS = {

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from opencl_support import opencl_backend
+from opencl_support import import_pyopencl, opencl_backend
 
 import lightnet_graph as lg
 from lightnet_graph.gradcheck import compare
 from lightnet_graph.models import load_model
 from lightnet_graph.optim import SGD, Adam
 
-pytest.importorskip("pyopencl")
+import_pyopencl()
 
 TOLERANCES = {"float32": (1e-4, 1e-6), "float64": (1e-10, 1e-9)}
 MODELS = ["mlp", "mlp-bn", "char-rnn", "skip-rnn", "char-gru", "char-lstm"]

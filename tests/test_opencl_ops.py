@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from opencl_support import opencl_backend
+from opencl_support import import_pyopencl, opencl_backend
 
 import lightnet_graph as lg
 from lightnet_graph.gradcheck import compare
@@ -23,7 +23,7 @@ from lightnet_graph.ops.base import apply
 from lightnet_graph.ops.nn import BatchNormGrad
 from lightnet_graph.ops.shape import Unslice, normalize_index
 
-pytest.importorskip("pyopencl")
+import_pyopencl()
 
 TOLERANCES = {"float32": (1e-4, 1e-6), "float64": (1e-10, 1e-9)}
 

@@ -10,13 +10,13 @@ from lightnet_graph.backends.opencl import (
     select_device,
 )
 from lightnet_graph.backends.opencl.device import list_devices
-from opencl_support import opencl_backend
+from opencl_support import import_pyopencl, opencl_backend
 
 import lightnet_graph as lg
 from lightnet_graph.errors import InputValueError
 from lightnet_graph.models import load_model
 
-pytest.importorskip("pyopencl")
+import_pyopencl()
 
 
 def _mlp(dtype: str = "float32"):
