@@ -87,3 +87,6 @@ def test_processes_share_the_cache_concurrently(tmp_path: Path):
     assert results[0]["loss"] == results[1]["loss"]
     assert not list((tmp_path / "opencl").glob(".tmp-*"))
     assert len(list((tmp_path / "opencl").glob("*.bin"))) == results[0]["kernels"]
+    third = _result(_run_child(tmp_path))
+    assert third["source_programs"] == 0
+    assert third["loss"] == results[0]["loss"]
