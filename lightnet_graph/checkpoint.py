@@ -90,9 +90,16 @@ def read_checkpoint(
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint {path!r} not found")
+    # np.load (NumPy 2.4) leaves a file it opened itself open when the zip is
+    # corrupt, so the file is opened here. A .npy file loads as a plain
+    # array, which has no header and so is no checkpoint.
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
+        with open(path, "rb") as handle:
+            archive = np.load(handle, allow_pickle=False)
+            arrays = {}
+            if isinstance(archive, np.lib.npyio.NpzFile):
+                with archive:
+                    arrays = {name: archive[name] for name in archive.files}
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as error:
         raise CheckpointError(
             f"checkpoint {path!r} is truncated or corrupt ({error}); it cannot be loaded"

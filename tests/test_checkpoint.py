@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -71,3 +73,26 @@ def test_foreign_file_is_not_a_checkpoint(tmp_path: Path) -> None:
     np.savez(path, weights=np.ones(3))
     with pytest.raises(CheckpointError, match="is not a lightnet-graph checkpoint"):
         load_checkpoint(path, _program())
+
+
+def test_npy_file_is_not_a_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "weights.npy"
+    np.save(path, np.ones(3))
+    with pytest.raises(CheckpointError, match="is not a lightnet-graph checkpoint"):
+        load_checkpoint(path, _program())
+
+
+def test_corrupt_checkpoint_file_is_closed(tmp_path: Path) -> None:
+    path = tmp_path / "step.npz"
+    save_checkpoint(path, _program())
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    program = _program()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        with pytest.raises(CheckpointError, match="truncated or corrupt"):
+            load_checkpoint(path, program)
+        # A file object left open warns when it is collected.
+        gc.collect()
+    unclosed = [w.message for w in caught if issubclass(w.category, ResourceWarning)]
+    assert unclosed == []
