@@ -22,8 +22,8 @@ from .cache import ProgramCache, default_cache_dir
 from .device import DeviceProfile, has_gpu, import_pyopencl, profile_of, select_device
 from .errors import UnsupportedDTypeError, UnsupportedSizeError
 from .kernels.common import INT_MAX
-from .memory import check_fits, plan_memory
-from .plan import Options, build_schedule
+from .memory import Allocation, check_fits, plan_memory
+from .plan import Options, Schedule, build_schedule
 from .rewrite import group_unslice_sums, swap_transposed_products
 from .runtime import OpenCLExecutable
 
@@ -76,11 +76,9 @@ class OpenCLBackend:
         profile = profile_of(device)
         check_supported(graph, profile)
         started = time.perf_counter()
-        graph = graph.copy()
-        outputs = swap_transposed_products(graph, outputs)
-        group_unslice_sums(graph, outputs)
-        schedule = build_schedule(graph, outputs, profile, self.options)
-        allocation = plan_memory(schedule)
+        graph, outputs, schedule, allocation = plan_program(
+            graph, outputs, profile, self.options
+        )
         check_fits(
             allocation,
             schedule,
@@ -126,6 +124,25 @@ class OpenCLBackend:
             cache = ProgramCache(context, device, directory, self.build_options)
             session = _SESSIONS[key] = (context, queue, cache)
         return session
+
+
+def plan_program(
+    graph: Graph,
+    outputs: Mapping[str, int],
+    profile: DeviceProfile,
+    options: Options | None = None,
+) -> tuple[Graph, dict[str, int], Schedule, Allocation]:
+    """Rewrite a copy of ``graph``, schedule its launches and plan their buffers.
+
+    Planning needs only a device's profile, not the device, so inspection
+    tools can show the program that a device with ``profile`` would run.
+    Returns the rewritten graph, its outputs, the schedule and the buffers.
+    """
+    graph = graph.copy()
+    outputs = swap_transposed_products(graph, outputs)
+    group_unslice_sums(graph, outputs)
+    schedule = build_schedule(graph, outputs, profile, options or Options())
+    return graph, outputs, schedule, plan_memory(schedule)
 
 
 def check_supported(graph: Graph, profile: DeviceProfile) -> None:

@@ -452,6 +452,15 @@ class OpenCLExecutable(Executable):
     def memory_plan(self) -> MemoryPlan:
         return self._allocation.plan
 
+    def host_schedule(self) -> dict[str, Any]:
+        """Return the buffers, launches with their arguments, and copies of one run.
+
+        The data is JSON-ready; :func:`.listing.host_schedule` documents it.
+        """
+        from .listing import host_schedule  # listing imports this module
+
+        return host_schedule(self._schedule, self._allocation)
+
     def profile(
         self, feeds: Mapping[str, Any] | None = None, repeat: int = 10, **named: Any
     ) -> Profile:
