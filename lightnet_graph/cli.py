@@ -42,6 +42,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from .inspect import FORMATS, STAGES
     from .models import MODELS
 
     parser = argparse.ArgumentParser(
@@ -89,6 +90,31 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--device", help="OpenCL device: PLATFORM:DEVICE indices or part of its name "
                        "(sets LIGHTNET_OPENCL_DEVICE)")
     compare.set_defaults(handler=_compare)
+
+    inspect = commands.add_parser(
+        "inspect",
+        help="show what the compiler made for a model's training step",
+        description="Compile a model's training step (loss and gradients) and show "
+        "one stage of the pipeline: the graph as declared, unrolled, with its "
+        "backward pass or optimized; the generated kernels; the memory plan; or "
+        "a profile of a few runs. --out writes every stage into a folder.",
+    )
+    _add_model_options(inspect)
+    inspect.add_argument("--backend", default="numpy",
+                         help="numpy, opencl or auto (default numpy)")
+    inspect.add_argument("--stage", choices=STAGES,
+                         help="the stage to print (default: optimized; with --out, none unless given)")
+    inspect.add_argument("--format", default="text", choices=FORMATS,
+                         help="text, dot (graph stages only) or json (default text)")
+    inspect.add_argument("--out", metavar="DIR",
+                         help="write every stage, the generated source and graph.svg into DIR")
+    inspect.add_argument("--dtype", default="float32", choices=["float32", "float64"],
+                         help="dtype of the model (default float32)")
+    inspect.add_argument("--repeat", type=positive_int, default=5,
+                         help="timed runs of the profile stage (default 5)")
+    inspect.add_argument("--device", help="OpenCL device: PLATFORM:DEVICE indices or part of "
+                         "its name (sets LIGHTNET_OPENCL_DEVICE)")
+    inspect.set_defaults(handler=_inspect)
 
     train = commands.add_parser(
         "train",
@@ -144,6 +170,38 @@ def _parser() -> argparse.ArgumentParser:
                        "(sets LIGHTNET_OPENCL_DEVICE)")
     sample.set_defaults(handler=_sample)
     return parser
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    import json
+
+    import numpy as np
+
+    from .compiler import compile
+    from .inspect import stage_dot, stage_json, stage_text, write_stages
+    from .models import load_model
+
+    model = load_model(args.model, dtype=args.dtype, batch=args.batch, hidden=args.hidden,
+                       seq_len=args.seq_len, seed=args.seed)
+    program = compile(loss=model.loss, backend=args.backend)
+    feeds = model.make_feeds(np.random.default_rng(args.seed))
+    if args.out:
+        written = write_stages(program, args.out, feeds=feeds, repeat=args.repeat)
+        for path in written.files:
+            print(f"wrote {path}")
+        for note in written.notes:
+            print(note)
+        if args.stage is None:
+            return 0
+    stage = args.stage or "optimized"
+    if args.format == "dot":
+        print(stage_dot(program, stage), end="")
+    elif args.format == "json":
+        document = stage_json(program, stage, feeds=feeds, repeat=args.repeat)
+        print(json.dumps(document, indent=1))
+    else:
+        print(stage_text(program, stage, feeds=feeds, repeat=args.repeat), end="")
+    return 0
 
 
 def _sample(args: argparse.Namespace) -> int:
