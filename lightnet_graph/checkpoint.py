@@ -72,6 +72,11 @@ def save_checkpoint(
         dir=folder, prefix=".checkpoint-", suffix=".tmp", delete=False
     )
     try:
+        # NamedTemporaryFile creates the file 0600; give the checkpoint the
+        # mode an ordinary file gets under the user's umask.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(handle.name, 0o666 & ~umask)
         with handle:
             np.savez(handle, **arrays)
             handle.flush()

@@ -96,3 +96,14 @@ def test_corrupt_checkpoint_file_is_closed(tmp_path: Path) -> None:
         gc.collect()
     unclosed = [w.message for w in caught if issubclass(w.category, ResourceWarning)]
     assert unclosed == []
+
+
+def test_checkpoint_mode_follows_umask(tmp_path: Path) -> None:
+    import os
+
+    previous = os.umask(0o022)
+    try:
+        save_checkpoint(tmp_path / "step.npz", _program())
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "step.npz").stat().st_mode & 0o777 == 0o644
