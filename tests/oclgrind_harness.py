@@ -13,7 +13,9 @@ Oclgrind checks bounds against whole device buffers, and the memory plan
 may place a value in a larger buffer that an earlier value freed. An
 access past the value's end that stays inside its buffer therefore shows
 up only as a difference from NumPy, and only when it changes a value that
-is read back.
+is read back. For the same reason, a read of an element that the current
+value never wrote counts as uninitialized only where no earlier value in
+that buffer wrote it.
 
 The tests skip when Oclgrind is not installed, unless the environment sets
 LIGHTNET_REQUIRE_OCLGRIND=1: then they fail.

@@ -11,8 +11,9 @@ Workloads, by ``kind``:
 - ``model``: a built-in model at the given sizes, one or more training
   steps, optionally with an optimizer compiled into the step.
 - ``graph``: a random graph drawn from a seed (see ``RandomGraph``).
-- ``write_past_end``: a hand-written kernel that writes one element past
-  the end of its buffer, to show that a diagnostic reaches the parent.
+- ``planted``: hand-written kernels with one bug each (a write past the
+  end of a buffer, a data race, a read of memory nothing wrote), to show
+  that every check is on and that its diagnostic reaches the parent.
 
 Model and graph workloads run on NumPy too, and the result lists how far
 each value read back from Oclgrind is from NumPy's, per tensor.
@@ -125,30 +126,44 @@ def summarize(program: lg.Executable, comparisons: Comparisons) -> dict:
     }
 
 
-WRITE_PAST_END = """
+PLANTED = """
 __kernel void write_past_end(__global float* out, const int n)
 {
     const int i = get_global_id(0);
     if (i <= n) out[i] = 1.0f;
 }
+
+__kernel void write_race(__global float* out, const int n)
+{
+    out[0] = (float)get_global_id(0);
+}
+
+__kernel void read_uninitialized(__global float* out, const int n)
+{
+    const int i = get_global_id(0);
+    if (i < n) out[i] = out[n + i] + 1.0f;
+}
 """
 
 
-def run_write_past_end(spec: dict) -> dict:
-    """Launch a kernel whose guard lets one work-item write past the buffer."""
+def run_planted(spec: dict) -> dict:
+    """Launch each planted kernel once, over 8 work-items, with n = 7."""
     import pyopencl as cl
 
     platform = cl.get_platforms()[oclgrind_platform()]
     context = cl.Context(platform.get_devices()[:1])
     queue = cl.CommandQueue(context)
-    program = cl.Program(context, WRITE_PAST_END).build()
+    program = cl.Program(context, PLANTED).build()
     n = 7
-    out = cl.Buffer(context, cl.mem_flags.READ_WRITE, size=n * 4)
-    program.write_past_end(queue, (8,), (8,), out, np.int32(n))
-    queue.finish()
+    elements = {"write_past_end": n, "write_race": n, "read_uninitialized": 2 * n}
+    for name, size in elements.items():
+        # A new buffer that nothing has written, so each element is uninitialized.
+        out = cl.Buffer(context, cl.mem_flags.READ_WRITE, size=size * 4)
+        getattr(program, name)(queue, (8,), (8,), out, np.int32(n))
+        queue.finish()
     return {
         "platform": platform.name,
-        "kernels": {"write_past_end": []},
+        "kernels": {name: [] for name in elements},
         "comparisons": [],
     }
 
@@ -286,7 +301,7 @@ class RandomGraph:
 RUNNERS = {
     "model": run_model,
     "graph": run_graph,
-    "write_past_end": run_write_past_end,
+    "planted": run_planted,
 }
 
 
