@@ -15,6 +15,7 @@ from .errors import GraphError, UnknownBackendError
 from .executable import Executable
 from .graph import Graph, Tensor
 from .passes.autodiff import grad
+from .passes.batch_steps import batch_steps
 from .passes.simplify import simplify
 from .passes.unroll import unroll
 from .passes.verify import verify
@@ -67,10 +68,12 @@ def compile(  # noqa: A001 - the name users expect
     nodes = {name: t.node for name, t in named.items()}
     stages = {"declared": source.copy()}
 
-    # verify, unroll
+    # verify, unroll, then one product for every step's input projection
     verify(graph, nodes)
     replaced = unroll(graph)
     nodes = {name: replaced.get(node, node) for name, node in nodes.items()}
+    if optimize:
+        batch_steps(graph, _pinned(graph, nodes, wrt))
     stages["unrolled"] = graph.copy()
 
     # autodiff
@@ -154,6 +157,15 @@ def _gradient_targets(source: Graph, graph: Graph, wrt: Sequence[Tensor | str] |
             source.check_owned(target)
             targets[target.name] = graph.tensor(replaced.get(target.node, target.node))
     return targets
+
+
+def _pinned(graph: Graph, nodes: Mapping[str, int], wrt: Any) -> set[int]:
+    """Return the nodes a pass must keep: outputs, state updates and named wrt values."""
+    pinned = set(nodes.values()) | set(graph.updates.values())
+    for target in wrt or ():
+        if isinstance(target, str) and target in graph:
+            pinned.add(graph[target].node)
+    return pinned
 
 
 def _named_outputs(outputs: Any) -> dict[str, Tensor]:
