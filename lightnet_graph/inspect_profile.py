@@ -192,7 +192,7 @@ def _profile_numpy(
     for _ in range(repeat):
         namespace["run"](*arguments)
 
-    rows = _rows_per_op(program.graph, program.outputs, statements, times, repeat)
+    rows = _rows_per_op(module.graph, module.outputs, statements, times, repeat)
     return ProfileReport(
         program.graph.name, "numpy", repeat, NUMPY_TIMING, rows, sum(times) / repeat
     )

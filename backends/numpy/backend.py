@@ -14,6 +14,7 @@ from lightnet_graph.graph import Graph
 from lightnet_graph.ops import kernels
 
 from .codegen import GeneratedModule, generate
+from .rewrite import assemble_unslice_sums, merge_product_sums
 
 
 class NumpyBackend:
@@ -24,7 +25,15 @@ class NumpyBackend:
     def lower(
         self, graph: Graph, outputs: Mapping[str, int], stages: Mapping[str, Graph]
     ) -> NumpyExecutable:
-        return NumpyExecutable(graph, outputs, stages, generate(graph, outputs))
+        # The rewrites change a copy: the executable's graph stays the
+        # optimized one, which other tools (inspect, other backends) read,
+        # and module.graph is the rewritten one that the source computes.
+        lowered = graph.copy()
+        lowered_outputs = dict(outputs)
+        assemble_unslice_sums(lowered, lowered_outputs)
+        merge_product_sums(lowered, lowered_outputs)
+        module = generate(lowered, lowered_outputs)
+        return NumpyExecutable(graph, outputs, stages, module)
 
 
 class NumpyExecutable(Executable):
@@ -78,7 +87,8 @@ class NumpyExecutable(Executable):
                 frame.filename == self._filename
                 and frame.lineno in self.module.line_nodes
             ):
-                data = self.graph.nx.nodes[self.module.line_nodes[frame.lineno]]
+                lowered = self.module.graph or self.graph
+                data = lowered.nx.nodes[self.module.line_nodes[frame.lineno]]
                 location = (
                     f", declared at {data['location']}" if data["location"] else ""
                 )

@@ -49,6 +49,10 @@ class GeneratedModule:
     constants: dict[str, np.ndarray]
     line_nodes: dict[int, int] = field(default_factory=dict)
     op_names: tuple[str, ...] = ()
+    # The graph the source was generated from, which line_nodes refer to,
+    # and its output nodes by name.
+    graph: Graph | None = None
+    outputs: dict[str, int] = field(default_factory=dict)
 
 
 def generate(graph: Graph, outputs: Mapping[str, int]) -> GeneratedModule:
@@ -130,7 +134,9 @@ def generate(graph: Graph, outputs: Mapping[str, int]) -> GeneratedModule:
     op_names = tuple(
         graph.nx.nodes[n]["name"] for n in order if graph.nx.nodes[n]["kind"] == OP
     )
-    return GeneratedModule("\n".join(lines), constants, line_nodes, op_names)
+    return GeneratedModule(
+        "\n".join(lines), constants, line_nodes, op_names, graph, dict(outputs)
+    )
 
 
 def _header(graph: Graph, outputs: Mapping[str, int]) -> list[str]:

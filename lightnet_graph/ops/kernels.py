@@ -149,6 +149,30 @@ def unslice(
     return out
 
 
+def assemble(
+    values: tuple[np.ndarray, ...],
+    shape: tuple[int, ...],
+    indices: tuple[tuple, ...],
+    exact_cover: bool,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Zeros of ``shape`` with each of ``values`` added at its index.
+
+    ``exact_cover`` promises that the indices are disjoint and cover every
+    element: then each value is copied into place and nothing is zeroed.
+    """
+    if out is None:
+        out = np.empty(shape, np.result_type(*values))
+    if exact_cover:
+        for value, index in zip(values, indices):
+            out[index] = value
+        return out
+    out.fill(0)
+    for value, index in zip(values, indices):
+        out[index] += value
+    return out
+
+
 def _bn_axes(x: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...], int]:
     axes = (0,) + tuple(range(2, x.ndim))
     shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
