@@ -215,6 +215,11 @@ class OclgrindRunner:
         self._pool.shutdown(cancel_futures=True)
 
 
+def describe(workload: dict) -> str:
+    """Return the workload's "label" if it has one, else the workload itself."""
+    return workload.get("label", str(workload))
+
+
 def _exit_problem(result: Result) -> str | None:
     if result.returncode < 0:
         name = signal.Signals(-result.returncode).name
@@ -228,8 +233,8 @@ def assert_finished(result: Result) -> None:
     """Fail when the subprocess did not finish the workload on Oclgrind."""
     problem = _exit_problem(result)
     assert problem is None, (
-        f"the Oclgrind subprocess for {result.workload} {problem}; its stderr ends:\n"
-        + result.stderr[-3000:]
+        f"the Oclgrind subprocess for {describe(result.workload)} {problem}; "
+        "its stderr ends:\n" + result.stderr[-3000:]
     )
     assert result.platform == "Oclgrind", f"the workload ran on {result.platform!r}"
 
@@ -244,7 +249,7 @@ def assert_clean(result: Result) -> None:
         by_kernel.setdefault(diagnostic.kernel, []).append(diagnostic)
     lines = [
         f"Oclgrind reported {len(result.diagnostics)} diagnostics in "
-        f"{len(by_kernel)} kernels for {result.workload}:"
+        f"{len(by_kernel)} kernels for {describe(result.workload)}:"
     ]
     for kernel, found in by_kernel.items():
         nodes = result.kernels.get(kernel, [])
@@ -261,9 +266,11 @@ def assert_clean(result: Result) -> None:
 def assert_matches_numpy(result: Result) -> None:
     """Fail if any value read back from Oclgrind differs from NumPy's."""
     assert_finished(result)
-    assert result.comparisons, f"{result.workload} compared no values"
+    assert result.comparisons, f"{describe(result.workload)} compared no values"
     failed = [entry for entry in result.comparisons if not entry["passed"]]
-    assert not failed, "values that differ from the NumPy backend:\n" + "\n".join(
+    assert not failed, (
+        f"values of {describe(result.workload)} that differ from the NumPy backend:\n"
+    ) + "\n".join(
         f"  {entry['value']}: relative error {entry['error']}"
         + (f" ({entry['detail']})" if "detail" in entry else "")
         for entry in failed

@@ -10,18 +10,21 @@ Workloads, by ``kind``:
 
 - ``model``: a built-in model at the given sizes, one or more training
   steps, optionally with an optimizer compiled into the step.
-- ``graph``: a random graph drawn from a seed (see ``RandomGraph``).
+- ``recipe``: a random graph, given as a pickled
+  ``graph_recipe.GraphRecipe`` encoded in base64.
 - ``planted``: hand-written kernels with one bug each (a write past the
   end of a buffer, a data race, a read of memory nothing wrote), to show
   that every check is on and that its diagnostic reaches the parent.
 
-Model and graph workloads run on NumPy too, and the result lists how far
+Model and recipe workloads run on NumPy too, and the result lists how far
 each value read back from Oclgrind is from NumPy's, per tensor.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import pickle
 import sys
 from typing import Any
 
@@ -106,14 +109,22 @@ def run_model(spec: dict) -> dict:
     return summarize(program, comparisons)
 
 
-def run_graph(spec: dict) -> dict:
+def run_recipe(spec: dict) -> dict:
     """Run a random graph's outputs and gradients on Oclgrind and on NumPy."""
-    drawn = RandomGraph(spec["seed"])
-    arguments = {"outputs": drawn.outputs, "loss": drawn.loss, "wrt": drawn.inputs}
+    from graph_recipe import build_graph, draw_feeds
+
+    recipe = pickle.loads(base64.b64decode(spec["recipe"]))
+    built = build_graph(recipe, "float32")
+    feeds = draw_feeds(recipe, "float32")
+    arguments = {
+        "outputs": built.outputs,
+        "loss": built.loss,
+        "wrt": built.float_inputs,
+    }
     reference = lg.compile(**arguments)
     program = compile_for_oclgrind(spec, **arguments)
     comparisons = Comparisons()
-    comparisons.add("output", program.run(drawn.feeds), reference.run(drawn.feeds))
+    comparisons.add("output", program.run(feeds), reference.run(feeds))
     return summarize(program, comparisons)
 
 
@@ -168,139 +179,9 @@ def run_planted(spec: dict) -> dict:
     }
 
 
-# -- random graphs ----------------------------------------------------------------
-
-SIZES = (1, 2, 3, 5, 7)
-STEP_KINDS = (
-    "unary",
-    "binary",
-    "matmul",
-    "linear",
-    "reduce",
-    "softmax",
-    "cross_entropy",
-    "transpose",
-    "concat",
-    "slice",
-    "reshape",
-)
-
-
-class RandomGraph:
-    """A small graph of the core ops drawn from a seed, with its feeds.
-
-    Each of 3 to 6 steps applies one op to an earlier value and, where the
-    op needs a second operand, to a new input of a shape that fits. The ops
-    are elementwise ones with broadcasting, matrix products in every
-    transposition, reductions along either axis, softmax, cross-entropy,
-    concatenation, slices and reshapes. Values are 2-D, with sizes from
-    ``SIZES``. Every value that
-    no step reads is an output, and the loss weights each output element
-    with a fixed random number, so that gradient elements differ.
-    """
-
-    def __init__(self, seed: int) -> None:
-        self.rng = np.random.default_rng(seed)
-        self.graph = lg.Graph(f"random-{seed}", dtype="float32")
-        self.inputs: list[lg.Tensor] = []  # the float inputs
-        self.feeds: dict[str, np.ndarray] = {}
-        values = [self.new_input((self.size(), self.size()))]
-        read: set[int] = set()
-        for _ in range(int(self.rng.integers(3, 7))):
-            index = int(self.rng.integers(len(values)))
-            read.add(index)
-            kind = str(self.rng.choice(STEP_KINDS))
-            values.append(getattr(self, kind)(values[index]))
-        self.outputs = {
-            f"v{i}": value for i, value in enumerate(values) if i > 0 and i not in read
-        }
-        self.loss = None
-        for value in self.outputs.values():
-            weights = self.rng.standard_normal(value.shape).astype(np.float32)
-            term = lg.sum(value * weights)
-            self.loss = term if self.loss is None else self.loss + term
-
-    def size(self) -> int:
-        return int(self.rng.choice(SIZES))
-
-    def new_input(
-        self, shape: tuple[int, ...], low: float = -2.0, high: float = 2.0
-    ) -> lg.Tensor:
-        name = f"x{len(self.feeds)}"
-        self.inputs.append(self.graph.input(name, shape))
-        self.feeds[name] = self.rng.uniform(low, high, shape).astype(np.float32)
-        return self.inputs[-1]
-
-    def unary(self, x: lg.Tensor) -> lg.Tensor:
-        functions = [lg.tanh, lg.sigmoid, lg.relu, lg.leaky_relu, lg.neg]
-        return functions[int(self.rng.integers(len(functions)))](x)
-
-    def binary(self, x: lg.Tensor) -> lg.Tensor:
-        m, n = x.shape
-        shapes = [(m, n), (1, n), (n,), (m, 1), ()]
-        shape = shapes[int(self.rng.integers(len(shapes)))]
-        functions = [lg.add, lg.sub, lg.mul, lg.div]
-        function = functions[int(self.rng.integers(len(functions)))]
-        if function is lg.div:
-            # Divisors stay in [1, 2], away from zero.
-            return function(x, self.new_input(shape, 1.0, 2.0))
-        other = self.new_input(shape)
-        return function(x, other) if self.rng.integers(2) else function(other, x)
-
-    def matmul(self, x: lg.Tensor) -> lg.Tensor:
-        m, n = x.shape
-        k = self.size()
-        if self.rng.integers(2):
-            return lg.matmul(x, lg.transpose(self.new_input((k, n))))
-        return lg.matmul(lg.transpose(x), self.new_input((m, k)))
-
-    def linear(self, x: lg.Tensor) -> lg.Tensor:
-        k = self.size()
-        return lg.linear(x, self.new_input((k, x.shape[1])), self.new_input((k,)))
-
-    def reduce(self, x: lg.Tensor) -> lg.Tensor:
-        functions = [lg.sum, lg.mean, lg.max]
-        function = functions[int(self.rng.integers(len(functions)))]
-        if function is lg.max:
-            # Fresh noise first, so that no two elements of a group tie.
-            x = x + self.new_input(x.shape)
-        return function(x, axis=int(self.rng.integers(2)), keepdims=True)
-
-    def softmax(self, x: lg.Tensor) -> lg.Tensor:
-        return lg.softmax(x, axis=int(self.rng.integers(2)))
-
-    def cross_entropy(self, x: lg.Tensor) -> lg.Tensor:
-        m, n = x.shape
-        name = f"labels{len(self.feeds)}"
-        labels = self.graph.input(name, (m,), dtype="int64")
-        self.feeds[name] = self.rng.integers(0, n, m)
-        loss = lg.softmax_cross_entropy(x, labels, "mean")
-        return lg.reshape(loss, (1, 1))
-
-    def transpose(self, x: lg.Tensor) -> lg.Tensor:
-        return lg.transpose(x)
-
-    def concat(self, x: lg.Tensor) -> lg.Tensor:
-        m, n = x.shape
-        axis = int(self.rng.integers(2))
-        parts = [x, self.new_input((self.size(), n) if axis == 0 else (m, self.size()))]
-        return lg.concat(parts if self.rng.integers(2) else parts[::-1], axis)
-
-    def slice(self, x: lg.Tensor) -> lg.Tensor:
-        m, n = x.shape
-        start = int(self.rng.integers(m))
-        stop = int(self.rng.integers(start + 1, m + 1))
-        step = 2 if n > 2 and self.rng.integers(2) else 1
-        return x[start:stop, ::step]
-
-    def reshape(self, x: lg.Tensor) -> lg.Tensor:
-        m, n = x.shape
-        return lg.reshape(x, (n, m))
-
-
 RUNNERS = {
     "model": run_model,
-    "graph": run_graph,
+    "recipe": run_recipe,
     "planted": run_planted,
 }
 
