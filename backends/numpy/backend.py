@@ -108,9 +108,13 @@ class NumpyExecutable(Executable):
         ]
 
     def memory_plan(self) -> MemoryPlan:
+        values = self.module.buffer_values
         buffers = tuple(
-            BufferInfo(name, array.shape, array.dtype.name, array.nbytes, (name,))
+            BufferInfo(
+                name, array.shape, array.dtype.name, array.nbytes, values.get(name, (name,))
+            )
             for name, array in self._buffers.items()
         )
         total = sum(b.nbytes for b in buffers)
-        return MemoryPlan(buffers, total, total)
+        without_reuse = sum(b.nbytes * len(b.values) for b in buffers)
+        return MemoryPlan(buffers, total, without_reuse)

@@ -25,6 +25,8 @@ from lightnet_graph.graph import (
 )
 from lightnet_graph.ops.base import literal
 
+from .buffers import plan_buffers
+
 # Builtins are reserved because templates call some of them (slice() in
 # unslice), and a value named "slice" must not shadow it.
 _RESERVED = {
@@ -53,14 +55,16 @@ class GeneratedModule:
     # and its output nodes by name.
     graph: Graph | None = None
     outputs: dict[str, int] = field(default_factory=dict)
+    # Each buffer of allocate() and the values written into it, in order.
+    buffer_values: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def generate(graph: Graph, outputs: Mapping[str, int]) -> GeneratedModule:
     """Return the Python module that computes ``outputs`` of ``graph``."""
     order = graph.topological_order()
     names = _identifiers(graph, order)
+    plan = plan_buffers(graph, order, outputs, names)
     constants: dict[str, np.ndarray] = {}
-    buffers: list[str] = []
     body: list[tuple[str, int | None]] = []
     previous_location = None
 
@@ -85,14 +89,7 @@ def generate(graph: Graph, outputs: Mapping[str, int]) -> GeneratedModule:
                 previous_location = location
             op = data["op"]
             args = [names[n] for n in graph.operands(node)]
-            if op.writes_out:
-                out = f"buffers[{ident!r}]"
-                buffers.append(
-                    f"        {ident!r}: np.empty({data['type'].shape!r}, "
-                    f"dtype={literal(data['type'].dtype)}),"
-                )
-            else:
-                out = "None"
+            out = f"buffers[{plan.buffer_of[node]!r}]" if op.writes_out else "None"
             body.append((f"{ident} = {op.numpy(args, out)}", node))
 
     outputs_source = [
@@ -101,6 +98,10 @@ def generate(graph: Graph, outputs: Mapping[str, int]) -> GeneratedModule:
     updates_source = [
         f"        {graph.nx.nodes[state]['name']!r}: {names[value]}.copy(),"
         for state, value in graph.updates.items()
+    ]
+    buffers = [
+        f"        {name!r}: np.empty({shape!r}, dtype={literal(dtype)}),"
+        for name, (shape, dtype) in plan.types.items()
     ]
     header = _header(graph, outputs)
     lines = header + [
@@ -134,8 +135,17 @@ def generate(graph: Graph, outputs: Mapping[str, int]) -> GeneratedModule:
     op_names = tuple(
         graph.nx.nodes[n]["name"] for n in order if graph.nx.nodes[n]["kind"] == OP
     )
+    buffer_values = {
+        name: tuple(names[n] for n in nodes) for name, nodes in plan.values.items()
+    }
     return GeneratedModule(
-        "\n".join(lines), constants, line_nodes, op_names, graph, dict(outputs)
+        "\n".join(lines),
+        constants,
+        line_nodes,
+        op_names,
+        graph,
+        dict(outputs),
+        buffer_values,
     )
 
 

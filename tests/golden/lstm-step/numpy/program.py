@@ -22,32 +22,11 @@ def allocate():
         'lstm_mul_0': np.empty((2, 3), dtype=np.float32),
         'lstm_mul_19_0': np.empty((2, 3), dtype=np.float32),
         'lstm_c_0': np.empty((2, 3), dtype=np.float32),
-        'lstm_tanh_21_0': np.empty((2, 3), dtype=np.float32),
-        'lstm_h_0': np.empty((2, 3), dtype=np.float32),
         'mul': np.empty((1, 2, 3), dtype=np.float32),
         'sum_2': np.empty((), dtype=np.float32),
-        'add': np.empty((1, 2, 3), dtype=np.float32),
-        'mul_37': np.empty((2, 3), dtype=np.float32),
-        'mul_38': np.empty((2, 3), dtype=np.float32),
         'mul_39': np.empty((2, 3), dtype=np.float32),
-        'sub': np.empty((2, 3), dtype=np.float32),
-        'mul_42': np.empty((2, 3), dtype=np.float32),
-        'mul_43': np.empty((2, 3), dtype=np.float32),
-        'mul_44': np.empty((2, 3), dtype=np.float32),
         'mul_45': np.empty((2, 3), dtype=np.float32),
-        'sub_48': np.empty((2, 3), dtype=np.float32),
         'mul_49': np.empty((2, 3), dtype=np.float32),
-        'mul_50': np.empty((2, 3), dtype=np.float32),
-        'mul_52': np.empty((2, 3), dtype=np.float32),
-        'sub_54': np.empty((2, 3), dtype=np.float32),
-        'mul_55': np.empty((2, 3), dtype=np.float32),
-        'sub_59': np.empty((2, 3), dtype=np.float32),
-        'mul_60': np.empty((2, 3), dtype=np.float32),
-        'mul_61': np.empty((2, 3), dtype=np.float32),
-        'sub_65': np.empty((2, 3), dtype=np.float32),
-        'mul_66': np.empty((2, 3), dtype=np.float32),
-        'mul_67': np.empty((2, 3), dtype=np.float32),
-        'assemble': np.empty((2, 12), dtype=np.float32),
         'matmul_73': np.empty((3, 12), dtype=np.float32),
         'matmul_77': np.empty((12, 4), dtype=np.float32),
         'sum_to': np.empty((12,), dtype=np.float32),
@@ -78,38 +57,38 @@ def run(inputs, parameters, states, constants, buffers):
     lstm_mul_0 = np.multiply(lstm_sigmoid_13_0, lstm_h_init, out=buffers['lstm_mul_0'])
     lstm_mul_19_0 = np.multiply(lstm_sigmoid_0, lstm_tanh_0, out=buffers['lstm_mul_19_0'])
     lstm_c_0 = np.add(lstm_mul_0, lstm_mul_19_0, out=buffers['lstm_c_0'])
-    lstm_tanh_21_0 = np.tanh(lstm_c_0, out=buffers['lstm_tanh_21_0'])
-    lstm_h_0 = np.multiply(lstm_sigmoid_17_0, lstm_tanh_21_0, out=buffers['lstm_h_0'])
+    lstm_tanh_21_0 = np.tanh(lstm_c_0, out=buffers['lstm_mul_19_0'])
+    lstm_h_0 = np.multiply(lstm_sigmoid_17_0, lstm_tanh_21_0, out=buffers['lstm_c_0'])
     lstm_row_0 = np.reshape(lstm_h_0, (1, 2, 3))
     # golden_programs.py:82
     mul = np.multiply(lstm_row_0, lstm_row_0, out=buffers['mul'])
     sum_2 = np.sum(mul, axis=None, keepdims=False, out=buffers['sum_2'])
     d_sum = np.float32(1.0)
     # golden_programs.py:83
-    add = np.add(lstm_row_0, lstm_row_0, out=buffers['add'])
+    add = np.add(lstm_row_0, lstm_row_0, out=buffers['mul'])
     reshape_36 = np.reshape(add, (2, 3))
-    mul_37 = np.multiply(reshape_36, lstm_tanh_21_0, out=buffers['mul_37'])
-    mul_38 = np.multiply(reshape_36, lstm_sigmoid_17_0, out=buffers['mul_38'])
+    mul_37 = np.multiply(reshape_36, lstm_tanh_21_0, out=buffers['lstm_c_0'])
+    mul_38 = np.multiply(reshape_36, lstm_sigmoid_17_0, out=buffers['lstm_mul_0'])
     mul_39 = np.multiply(lstm_tanh_21_0, lstm_tanh_21_0, out=buffers['mul_39'])
-    sub = np.subtract(d_sum, mul_39, out=buffers['sub'])
-    mul_42 = np.multiply(mul_38, sub, out=buffers['mul_42'])
-    mul_43 = np.multiply(mul_42, lstm_tanh_0, out=buffers['mul_43'])
-    mul_44 = np.multiply(mul_42, lstm_sigmoid_0, out=buffers['mul_44'])
+    sub = np.subtract(d_sum, mul_39, out=buffers['lstm_mul_19_0'])
+    mul_42 = np.multiply(mul_38, sub, out=buffers['mul_39'])
+    mul_43 = np.multiply(mul_42, lstm_tanh_0, out=buffers['lstm_mul_19_0'])
+    mul_44 = np.multiply(mul_42, lstm_sigmoid_0, out=buffers['lstm_mul_0'])
     mul_45 = np.multiply(mul_42, lstm_h_init, out=buffers['mul_45'])
-    sub_48 = np.subtract(d_sum, lstm_sigmoid_17_0, out=buffers['sub_48'])
+    sub_48 = np.subtract(d_sum, lstm_sigmoid_17_0, out=buffers['mul_39'])
     mul_49 = np.multiply(lstm_sigmoid_17_0, sub_48, out=buffers['mul_49'])
-    mul_50 = np.multiply(mul_37, mul_49, out=buffers['mul_50'])
-    mul_52 = np.multiply(lstm_tanh_0, lstm_tanh_0, out=buffers['mul_52'])
-    sub_54 = np.subtract(d_sum, mul_52, out=buffers['sub_54'])
-    mul_55 = np.multiply(mul_44, sub_54, out=buffers['mul_55'])
-    sub_59 = np.subtract(d_sum, lstm_sigmoid_13_0, out=buffers['sub_59'])
-    mul_60 = np.multiply(lstm_sigmoid_13_0, sub_59, out=buffers['mul_60'])
-    mul_61 = np.multiply(mul_45, mul_60, out=buffers['mul_61'])
-    sub_65 = np.subtract(d_sum, lstm_sigmoid_0, out=buffers['sub_65'])
-    mul_66 = np.multiply(lstm_sigmoid_0, sub_65, out=buffers['mul_66'])
-    mul_67 = np.multiply(mul_43, mul_66, out=buffers['mul_67'])
+    mul_50 = np.multiply(mul_37, mul_49, out=buffers['mul_39'])
+    mul_52 = np.multiply(lstm_tanh_0, lstm_tanh_0, out=buffers['mul_49'])
+    sub_54 = np.subtract(d_sum, mul_52, out=buffers['lstm_tanh_0'])
+    mul_55 = np.multiply(mul_44, sub_54, out=buffers['mul_49'])
+    sub_59 = np.subtract(d_sum, lstm_sigmoid_13_0, out=buffers['lstm_tanh_0'])
+    mul_60 = np.multiply(lstm_sigmoid_13_0, sub_59, out=buffers['lstm_mul_0'])
+    mul_61 = np.multiply(mul_45, mul_60, out=buffers['lstm_tanh_0'])
+    sub_65 = np.subtract(d_sum, lstm_sigmoid_0, out=buffers['lstm_mul_0'])
+    mul_66 = np.multiply(lstm_sigmoid_0, sub_65, out=buffers['mul_45'])
+    mul_67 = np.multiply(mul_43, mul_66, out=buffers['lstm_mul_0'])
     transpose_72_81 = constants['transpose_72_81']
-    assemble = k.assemble((mul_50, mul_55, mul_61, mul_67), (2, 12), ((slice(0, 2, 1), slice(9, 12, 1)), (slice(0, 2, 1), slice(6, 9, 1)), (slice(0, 2, 1), slice(3, 6, 1)), (slice(0, 2, 1), slice(0, 3, 1))), exact_cover=True, out=buffers['assemble'])
+    assemble = k.assemble((mul_50, mul_55, mul_61, mul_67), (2, 12), ((slice(0, 2, 1), slice(9, 12, 1)), (slice(0, 2, 1), slice(6, 9, 1)), (slice(0, 2, 1), slice(3, 6, 1)), (slice(0, 2, 1), slice(0, 3, 1))), exact_cover=True, out=buffers['lstm_add_0'])
     matmul_73 = np.matmul(transpose_72_81, assemble, out=buffers['matmul_73'])
     transpose_74 = np.transpose(matmul_73, (1, 0))
     transpose_76 = np.transpose(assemble, (1, 0))
