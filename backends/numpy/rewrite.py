@@ -17,6 +17,7 @@ Both run on the backend's own copy of the optimized graph.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 
 import numpy as np
@@ -27,9 +28,9 @@ from lightnet_graph.graph import OP, Graph, Location, Tensor, TensorType
 from lightnet_graph.ops.base import Op, float_dtype
 from lightnet_graph.ops.shape import IndexItem, _sliced_shape, index_object_source
 
-# Above this many elements, disjointness of the slices is not checked and
+# Past this many grid cells, disjointness of the slices is not checked and
 # the assembled buffer is zero-filled before the slices are added.
-_COVER_CHECK_LIMIT = 1 << 24
+_COVER_CHECK_LIMIT = 1 << 22
 
 
 class Assemble(Op):
@@ -213,12 +214,36 @@ def _sum_terms(graph: Graph, root: int, kept: set[int]) -> tuple[list[int], list
 
 
 def _exact_cover(shape: tuple[int, ...], indices: tuple[tuple, ...]) -> bool:
-    size = int(np.prod(shape, dtype=np.int64))
-    if size > _COVER_CHECK_LIMIT:
-        return False
-    counts = np.zeros(shape, np.uint8)
+    """Return True when the indices are disjoint and together cover ``shape``.
+
+    Each index is a box: an int or a step-1 range per axis. Counting how
+    many boxes cover each cell of the grid that the boxes' edges cut the
+    array into gives the answer without touching every element.
+    """
+    boxes = []
     for index in indices:
-        window = tuple(item if isinstance(item, int) else slice(*item) for item in index)
+        box = []
+        for item in index:
+            if isinstance(item, int):
+                box.append((item, item + 1))
+            elif item[2] == 1:
+                box.append((item[0], item[1]))
+            else:
+                return False
+        boxes.append(box)
+    edges = [
+        sorted({0, size} | {edge for box in boxes for edge in box[axis]})
+        for axis, size in enumerate(shape)
+    ]
+    cells = int(np.prod([len(e) - 1 for e in edges], dtype=np.int64))
+    if cells > _COVER_CHECK_LIMIT:
+        return False
+    counts = np.zeros([len(e) - 1 for e in edges], np.int32)
+    for box in boxes:
+        window = tuple(
+            slice(bisect.bisect_left(e, start), bisect.bisect_left(e, stop))
+            for e, (start, stop) in zip(edges, box, strict=True)
+        )
         counts[window] += 1
     return bool((counts == 1).all())
 
