@@ -17,8 +17,8 @@ is read back. For the same reason, a read of an element that the current
 value never wrote counts as uninitialized only where no earlier value in
 that buffer wrote it.
 
-The tests skip when Oclgrind is not installed, unless the environment sets
-LIGHTNET_REQUIRE_OCLGRIND=1: then they fail.
+The tests skip when Oclgrind is not installed, and fail instead when the
+environment sets LIGHTNET_REQUIRE_OCLGRIND=1.
 """
 
 from __future__ import annotations
@@ -48,11 +48,13 @@ TIMEOUT_S = 600
 # instruction: freeze", which clang emits where a kernel takes the quotient
 # and the remainder of the same operands. It also crashes (SIGSEGV) on a
 # shufflevector with undefined mask lanes, which clang emits for the
-# blocked matmul's horizontal sums acc.s0 + acc.s1 + .... Oclgrind adds
-# these options to every build, so kernels are checked unoptimized.
+# blocked matmul's horizontal sums (acc.s0 + acc.s1 + acc.s2 + acc.s3).
+# Oclgrind adds these options to every build, so kernels are checked
+# unoptimized.
 BUILD_OPTIONS = "-cl-opt-disable"
-# Each subprocess holds up to about 0.5 GB (char-gru, tiled, on Oclgrind
-# 21.10), so at most this many run at once, however many CPUs there are.
+# Each subprocess holds up to about 0.5 GB (measured for char-gru with the
+# tiled matmul on Oclgrind 21.10), so at most this many run at once,
+# however many CPUs there are.
 MAX_WORKERS = 8
 
 
@@ -110,8 +112,8 @@ def parse_log(text: str) -> list[Diagnostic]:
 
     A message starts with an unindented line ("Invalid write of size 4 at
     global memory address ...") and continues with tab-indented lines, one
-    of which is "Kernel: NAME". Messages without a kernel (errors in an API
-    call) are kept with the kernel "(none)".
+    of which is "Kernel: NAME". Messages without a kernel (API errors and
+    Oclgrind's fatal errors) are kept with the kernel "(none)".
     """
     messages: list[list[str]] = []
     for line in text.splitlines():
@@ -189,7 +191,7 @@ def run_on_oclgrind(workload: dict, directory: Path) -> Result:
 
 
 class OclgrindRunner:
-    """Runs workloads on Oclgrind, one subprocess per CPU, and returns their results.
+    """Runs workloads on Oclgrind, one subprocess per CPU up to MAX_WORKERS.
 
     Submitting every workload first lets them run in parallel while the
     tests wait for theirs one by one.
@@ -197,8 +199,11 @@ class OclgrindRunner:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        workers = min(len(os.sched_getaffinity(0)), MAX_WORKERS)
-        self._pool = ThreadPoolExecutor(workers)
+        if hasattr(os, "sched_getaffinity"):
+            cpus = len(os.sched_getaffinity(0))
+        else:
+            cpus = os.cpu_count() or 1
+        self._pool = ThreadPoolExecutor(min(cpus, MAX_WORKERS))
         self._futures: dict[str, Future] = {}
 
     def submit(self, workload: dict) -> None:
