@@ -8,6 +8,7 @@ the operand slot as its key, so ``x * x`` is two edges from the same node.
 
 from __future__ import annotations
 
+import heapq
 import keyword
 import os
 import re
@@ -294,6 +295,51 @@ class Tensor:
 Initializer = Callable[[np.random.Generator, tuple[int, ...], np.dtype], np.ndarray]
 
 
+def _copy_multidigraph(graph: nx.MultiDiGraph) -> nx.MultiDiGraph:
+    """Return what graph.copy() returns, building networkx's dicts directly.
+
+    As in networkx, each edge's key dict is shared by the successor and
+    the predecessor maps, and node and edge attribute dicts are shallow
+    copies. This is about twice as fast as copy() on unrolled graphs.
+    """
+    clone = graph.__class__()
+    clone.graph.update(graph.graph)
+    clone._node.update((node, dict(data)) for node, data in graph._node.items())
+    successors, predecessors = clone._succ, clone._pred
+    for node in graph._node:
+        successors[node] = {}
+        predecessors[node] = {}
+    for u, neighbours in graph._succ.items():
+        out = successors[u]
+        for v, keys in neighbours.items():
+            copied = {key: dict(data) for key, data in keys.items()}
+            out[v] = copied
+            predecessors[v][u] = copied
+    return clone
+
+
+def _smallest_first_order(graph: nx.MultiDiGraph) -> list[int]:
+    """Return Kahn's topological order taking the smallest ready node first.
+
+    This is networkx's lexicographical_topological_sort on the adjacency
+    dicts directly, several times faster on large graphs. On a cycle the
+    order misses the nodes on and after it.
+    """
+    predecessors, successors = graph._pred, graph._succ
+    waiting = {node: len(predecessors[node]) for node in graph}
+    ready = [node for node, count in waiting.items() if count == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        node = heapq.heappop(ready)
+        order.append(node)
+        for successor in successors[node]:
+            waiting[successor] -= 1
+            if waiting[successor] == 0:
+                heapq.heappush(ready, successor)
+    return order
+
+
 class Graph:
     """A model under construction: its values, ops and state updates.
 
@@ -423,17 +469,20 @@ class Graph:
 
     def operands(self, node: int) -> list[int]:
         """Return the operand nodes of ``node`` in slot order."""
-        # Reading the predecessor map directly is several times faster than
-        # an in_edges view, and every pass calls this once per node.
-        slots = sorted(
-            (slot, operand)
-            for operand, slot_data in self.nx.pred[node].items()
-            for slot in slot_data
+        # Reading networkx's predecessor dict directly is several times faster
+        # than an in_edges view or the pred view, and every pass calls this
+        # once per node.
+        predecessors = self.nx._pred[node]
+        if len(predecessors) == 1:
+            ((operand, slots),) = predecessors.items()
+            return [operand] * len(slots)
+        pairs = sorted(
+            (slot, operand) for operand, slots in predecessors.items() for slot in slots
         )
-        return [operand for _, operand in slots]
+        return [operand for _, operand in pairs]
 
     def consumers(self, node: int) -> list[int]:
-        return sorted({v for _, v in self.nx.out_edges(node)})
+        return sorted(self.nx._succ[node])
 
     def topological_order(self, nodes: Iterable[int] | None = None) -> list[int]:
         """Return nodes in a deterministic topological order (by node id)."""
@@ -444,6 +493,10 @@ class Graph:
         order = sorted(view)
         if all(u < v for u, v in view.edges()):
             return order
+        if nodes is None:
+            order = _smallest_first_order(self.nx)
+            if len(order) == len(self.nx):
+                return order
         try:
             return list(nx.lexicographical_topological_sort(view))
         except nx.NetworkXUnfeasible:
@@ -482,7 +535,7 @@ class Graph:
         """Return a copy whose nodes and edges can change independently."""
         clone = Graph.__new__(Graph)
         clone.__dict__.update(self.__dict__)
-        clone.nx = self.nx.copy()
+        clone.nx = _copy_multidigraph(self.nx)
         clone.updates = dict(self.updates)
         clone._names = dict(self._names)
         return clone

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 
-import networkx as nx
 import numpy as np
 
 from ..graph import CONSTANT, OP, Graph
@@ -140,9 +139,14 @@ def eliminate_common_subexpressions(graph: Graph, outputs: dict[str, int]) -> bo
 def eliminate_dead_code(graph: Graph, outputs: dict[str, int]) -> bool:
     """Remove op and constant nodes that no output or state update needs."""
     roots = set(outputs.values()) | set(graph.updates.values())
+    # One walk up from all roots at once: the roots share most ancestors.
     live = set(roots)
-    for node in roots:
-        live |= nx.ancestors(graph.nx, node)
+    stack = list(roots)
+    while stack:
+        for operand in graph.nx.pred[stack.pop()]:
+            if operand not in live:
+                live.add(operand)
+                stack.append(operand)
     dead = [
         node
         for node, kind in graph.nx.nodes(data="kind")
