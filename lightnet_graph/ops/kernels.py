@@ -24,9 +24,13 @@ def sigmoid(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     For x >= 0 this is 1 / (1 + e^-x); for x < 0 the equal e^x / (1 + e^x).
     Both branches saturate to exactly 0 or 1 once e^-|x| underflows.
     """
-    e = np.exp(-np.abs(x))
-    value = np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
-    return _into(out, value)
+    # out= keeps 0-d values arrays, so the steps below can work in place.
+    e = np.abs(x, out=np.empty_like(x))
+    np.negative(e, out=e)
+    np.exp(e, out=e)
+    numerator = np.where(x >= 0, x.dtype.type(1), e)
+    np.add(e, x.dtype.type(1), out=e)
+    return np.divide(numerator, e, out=out)
 
 
 def cast(x: np.ndarray, dtype: np.dtype, out: np.ndarray | None = None) -> np.ndarray:
@@ -44,6 +48,10 @@ def leaky_relu(
 
 def step(x: np.ndarray, low: float, out: np.ndarray | None = None) -> np.ndarray:
     """1 where x > 0, ``low`` elsewhere: the derivative of (leaky) ReLU."""
+    if low == 0 and out is not None:
+        # Writing the comparison's booleans as 0 and 1 is one pass, many
+        # times faster than np.where.
+        return np.greater(x, 0, out=out)
     return _into(out, np.where(x > 0, x.dtype.type(1), x.dtype.type(low)))
 
 
@@ -125,12 +133,27 @@ def gather(
 def scatter_add(
     indices: np.ndarray, values: np.ndarray, rows: int, out: np.ndarray | None = None
 ) -> np.ndarray:
-    """Zeros of shape (rows, ...) with each ``values`` slice added at its index row."""
+    """Zeros of shape (rows, ...) with each ``values`` slice added at its index row.
+
+    The slices are sorted by row (stably, so each row adds its slices in
+    their original order) and each row's run is summed with one reduceat,
+    about twice as fast as np.add.at on embedding gradients.
+    """
     if out is None:
         out = np.zeros((rows,) + values.shape[indices.ndim :], values.dtype)
     else:
         out.fill(0)
-    np.add.at(out, indices, values)
+    # Negative indices count from the end, as in NumPy; making them positive
+    # puts both spellings of a row in one run.
+    flat = indices.reshape(-1)
+    flat = np.where(flat < 0, flat + rows, flat)
+    if flat.size == 0:
+        return out
+    order = np.argsort(flat, kind="stable")
+    sorted_rows = flat[order]
+    starts = np.flatnonzero(np.r_[True, sorted_rows[1:] != sorted_rows[:-1]])
+    slices = values.reshape((flat.size,) + values.shape[indices.ndim :])[order]
+    out[sorted_rows[starts]] = np.add.reduceat(slices, starts, axis=0)
     return out
 
 
@@ -164,11 +187,11 @@ def assemble(
     if out is None:
         out = np.empty(shape, np.result_type(*values))
     if exact_cover:
-        for value, index in zip(values, indices):
+        for value, index in zip(values, indices, strict=True):
             out[index] = value
         return out
     out.fill(0)
-    for value, index in zip(values, indices):
+    for value, index in zip(values, indices, strict=True):
         out[index] += value
     return out
 
