@@ -27,8 +27,9 @@ def _operands(size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def lightnet_opencl(size: int, repeat: int, device: str | None) -> dict:
-    import lightnet_graph as lg
     from lightnet_graph.backends.opencl import OpenCLBackend
+
+    import lightnet_graph as lg
 
     g = lg.Graph("gemm", dtype="float32")
     a = g.input("a", (size, size))
@@ -38,7 +39,11 @@ def lightnet_opencl(size: int, repeat: int, device: str | None) -> dict:
     program.run(a=x, b=y)
     profile = program.profile({"a": x, "b": y}, repeat=repeat)
     kernel = next(k for k in profile.kernels if "matmul" in k.name)
-    return {"seconds": kernel.mean_s, "kernel": kernel.name, "device": program.device.name.strip()}
+    return {
+        "seconds": kernel.mean_s,
+        "kernel": kernel.name,
+        "device": program.device.name.strip(),
+    }
 
 
 def numpy_blas(size: int, repeat: int) -> dict:
@@ -63,9 +68,8 @@ def numpy_blas(size: int, repeat: int) -> dict:
 def clblast(size: int, repeat: int, device: str | None) -> dict:
     import pyclblast
     import pyopencl as cl
-    from pyopencl import array as cl_array
-
     from lightnet_graph.backends.opencl import select_device
+    from pyopencl import array as cl_array
 
     chosen = select_device(device)
     context = cl.Context([chosen])
@@ -79,7 +83,9 @@ def clblast(size: int, repeat: int, device: str | None) -> dict:
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
-        pyclblast.gemm(queue, size, size, size, a, b, c, a_ld=size, b_ld=size, c_ld=size)
+        pyclblast.gemm(
+            queue, size, size, size, a, b, c, a_ld=size, b_ld=size, c_ld=size
+        )
         queue.finish()
         times.append(time.perf_counter() - start)
     if not np.allclose(c.get(), x @ y, rtol=1e-3, atol=1e-2):

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-
 from workloads import LEARNING_RATE, Perceptron, Recurrent
 
 DTYPE = np.float32
@@ -75,7 +74,11 @@ def recurrent_step(workload: Recurrent) -> Callable[[dict], float]:
                 "readout.weight": d_logits.T @ flat,
                 "readout.bias": d_logits.sum(axis=0),
             }
-            return loss, (d_logits @ p["readout.weight"]).reshape(steps, batch, h), grads
+            return (
+                loss,
+                (d_logits @ p["readout.weight"]).reshape(steps, batch, h),
+                grads,
+            )
 
         loss, d_projected, grads = through_time(p, projected, readout)
         flat = d_projected.reshape(steps * batch, -1)
@@ -169,13 +172,17 @@ def perceptron_step(workload: Perceptron) -> Callable[[dict], float]:
     """Return step(feeds) -> loss for an MLP with ReLU hidden layers."""
     rng = np.random.default_rng(1)
     weights, biases = [], []
-    for fan_in, fan_out in zip(workload.sizes, workload.sizes[1:]):
-        weights.append((rng.standard_normal((fan_out, fan_in)) * np.sqrt(2.0 / fan_in)).astype(DTYPE))
+    for fan_in, fan_out in zip(workload.sizes, workload.sizes[1:], strict=False):
+        weights.append(
+            (rng.standard_normal((fan_out, fan_in)) * np.sqrt(2.0 / fan_in)).astype(
+                DTYPE
+            )
+        )
         biases.append(np.zeros(fan_out, DTYPE))
 
     def step(feeds: dict) -> float:
         activations = [feeds["x"]]
-        for k, (w, b) in enumerate(zip(weights, biases)):
+        for k, (w, b) in enumerate(zip(weights, biases, strict=True)):
             y = activations[-1] @ w.T + b
             if k < len(weights) - 1:
                 np.maximum(y, 0.0, out=y)

@@ -22,7 +22,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-
 import workloads
 
 STEP_PEERS = (
@@ -49,17 +48,25 @@ def step_builder(workload, peer: str, device: str | None) -> Callable[[], Callab
     if peer == "numpy-hand":
         import numpy_reference as ref
 
-        return lambda: (ref.recurrent_step if recurrent else ref.perceptron_step)(workload)
+        return lambda: (ref.recurrent_step if recurrent else ref.perceptron_step)(
+            workload
+        )
     if peer.startswith("torch-"):
         torch_peers = _import("torch_peers", "torch")
         if not recurrent:
             if peer == "torch-cells":
-                raise ValueError("torch-cells is a recurrent peer; the MLP uses torch-nn")
+                raise ValueError(
+                    "torch-cells is a recurrent peer; the MLP uses torch-nn"
+                )
             return lambda: torch_peers.perceptron_step(workload)
         return lambda: torch_peers.recurrent_step(workload, fused=peer == "torch-nn")
     if peer.startswith("tinygrad-"):
         tinygrad_peers = _import("tinygrad_peers", "tinygrad")
-        build = tinygrad_peers.recurrent_step if recurrent else tinygrad_peers.perceptron_step
+        build = (
+            tinygrad_peers.recurrent_step
+            if recurrent
+            else tinygrad_peers.perceptron_step
+        )
         return lambda: build(workload, workload.feeds())
     raise ValueError(f"unknown peer {peer!r}; use one of {', '.join(STEP_PEERS)}")
 
@@ -109,7 +116,9 @@ def time_steps(build: Callable, feeds: dict, warmup: int, repeat: int) -> dict:
         loss = step(feeds)
         times.append(time.perf_counter() - start)
     if not np.isfinite(loss):
-        raise FloatingPointError(f"the loss is {loss} after {warmup + repeat + 1} steps")
+        raise FloatingPointError(
+            f"the loss is {loss} after {warmup + repeat + 1} steps"
+        )
     return {
         "median_s": statistics.median(times),
         "min_s": min(times),
@@ -144,7 +153,9 @@ def gemm_time(peer: str, size: int, repeat: int, device: str | None) -> dict:
         _import("pyopencl", "pyopencl")
         result = gemm.clblast(size, repeat, device)
     else:
-        raise ValueError(f"unknown GEMM peer {peer!r}; use one of {', '.join(GEMM_PEERS)}")
+        raise ValueError(
+            f"unknown GEMM peer {peer!r}; use one of {', '.join(GEMM_PEERS)}"
+        )
     result["gflops"] = 2.0 * size**3 / result["seconds"] / 1e9
     return result
 
@@ -172,12 +183,22 @@ def main() -> None:
     parser.add_argument("kind", choices=("step", "compile", "gemm"))
     parser.add_argument("names", nargs="*", help="step: WORKLOAD PEER; gemm: PEER")
     parser.add_argument("--quick", action="store_true", help="use the small sizes")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps after the first")
-    parser.add_argument("--repeat", type=int, default=10, help="timed steps or products")
+    parser.add_argument(
+        "--warmup", type=int, default=3, help="untimed steps after the first"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=10, help="timed steps or products"
+    )
     parser.add_argument("--steps", type=int, help="compile: the sequence length T")
-    parser.add_argument("--size", type=int, help="gemm: the side of the square matrices")
-    parser.add_argument("--device", help="OpenCL device, as for OpenCLBackend(device=...)")
-    parser.add_argument("--threads", type=int, help="torch.set_num_threads for torch peers")
+    parser.add_argument(
+        "--size", type=int, help="gemm: the side of the square matrices"
+    )
+    parser.add_argument(
+        "--device", help="OpenCL device, as for OpenCLBackend(device=...)"
+    )
+    parser.add_argument(
+        "--threads", type=int, help="torch.set_num_threads for torch peers"
+    )
     args = parser.parse_args()
 
     try:

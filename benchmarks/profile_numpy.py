@@ -17,7 +17,6 @@ import re
 import time
 
 import numpy as np
-
 import workloads
 
 
@@ -27,7 +26,9 @@ def statement_times(program, feeds: dict, repeat: int) -> list[tuple[str, float]
 
     source = program.source
     tree = ast.parse(source)
-    run = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "run")
+    run = next(
+        n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "run"
+    )
     statements = [ast.get_source_segment(source, s) for s in run.body]
     timed = []
     for index, statement in enumerate(run.body):
@@ -41,12 +42,18 @@ def statement_times(program, feeds: dict, repeat: int) -> list[tuple[str, float]
     exec(compile(tree, "<profiled program>", "exec"), namespace)  # noqa: S102
     buffers = namespace["allocate"]()
     bound = program.bind_inputs(feeds)
-    arguments = (bound, program.parameters, program.states, program.module.constants, buffers)
+    arguments = (
+        bound,
+        program.parameters,
+        program.states,
+        program.module.constants,
+        buffers,
+    )
     namespace["run"](*arguments)
     totals[:] = [0.0] * len(statements)
     for _ in range(repeat):
         namespace["run"](*arguments)
-    return [(s, t / repeat) for s, t in zip(statements, totals)]
+    return [(s, t / repeat) for s, t in zip(statements, totals, strict=True)]
 
 
 def callee(statement: str) -> str:
@@ -61,8 +68,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("workload", choices=("lstm", "gru", "mlp"))
     parser.add_argument("--quick", action="store_true", help="use the small sizes")
-    parser.add_argument("--repeat", type=int, default=5, help="profiled runs (default 5)")
-    parser.add_argument("--top", type=int, default=15, help="slowest statements to list")
+    parser.add_argument(
+        "--repeat", type=int, default=5, help="profiled runs (default 5)"
+    )
+    parser.add_argument(
+        "--top", type=int, default=15, help="slowest statements to list"
+    )
     args = parser.parse_args()
 
     import lightnet_graph as lg
@@ -76,7 +87,9 @@ def main() -> None:
     by_callee: dict[str, list[float]] = collections.defaultdict(list)
     for statement, seconds in times:
         by_callee[callee(statement)].append(seconds)
-    print(f"{workload.describe()}: {total * 1e3:.1f} ms per step in {len(times)} statements")
+    print(
+        f"{workload.describe()}: {total * 1e3:.1f} ms per step in {len(times)} statements"
+    )
     print(f"{'function':<26} {'calls':>6} {'ms':>9} {'share':>6}")
     for name, values in sorted(by_callee.items(), key=lambda item: -sum(item[1])):
         share = sum(values) / total

@@ -37,8 +37,16 @@ def tables(result: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     """Return (title, header, rows) for every benchmark that was run."""
     out = []
     for group in _groups(result["steps"], "workload"):
-        header = ["peer", "median ms", "x fastest", "first step s",
-                  "warm-cache first s", "peak RSS MiB", "first loss", "status"]
+        header = [
+            "peer",
+            "median ms",
+            "x fastest",
+            "first step s",
+            "warm-cache first s",
+            "peak RSS MiB",
+            "first loss",
+            "status",
+        ]
         rows = [
             [
                 r["peer"],
@@ -56,16 +64,29 @@ def tables(result: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     if result["compile"]:
         header = ["T", "compile s", "x previous T", "peak RSS MiB", "status"]
         rows = [
-            [str(r["steps"]), _number(r.get("seconds"), 2), _number(r.get("ratio"), 2),
-             _number(r.get("peak_rss_mib"), 0) if r["status"] == "ok" else "-", _status(r)]
+            [
+                str(r["steps"]),
+                _number(r.get("seconds"), 2),
+                _number(r.get("ratio"), 2),
+                _number(r.get("peak_rss_mib"), 0) if r["status"] == "ok" else "-",
+                _status(r),
+            ]
             for r in result["compile"]
         ]
-        out.append(("Compile time, LSTM forward and backward, NumPy backend", header, rows))
+        out.append(
+            ("Compile time, LSTM forward and backward, NumPy backend", header, rows)
+        )
     if result["gemm"]:
         header = ["size", "peer", "GFLOP/s", "x fastest", "ms", "status"]
         rows = [
-            [str(r["size"]), r["peer"], _number(r.get("gflops"), 1), _number(r.get("ratio"), 2),
-             _number(r.get("seconds") and 1e3 * r["seconds"], 2), _status(r)]
+            [
+                str(r["size"]),
+                r["peer"],
+                _number(r.get("gflops"), 1),
+                _number(r.get("ratio"), 2),
+                _number(r.get("seconds") and 1e3 * r["seconds"], 2),
+                _status(r),
+            ]
             for r in result["gemm"]
         ]
         out.append(("float32 GEMM, square matrices", header, rows))
@@ -81,10 +102,16 @@ def _status(row: dict) -> str:
 def text(result: dict) -> str:
     lines = []
     for title, header, rows in tables(result):
-        widths = [max(len(c) for c in column) for column in zip(header, *rows)]
+        widths = [
+            max(len(c) for c in column) for column in zip(header, *rows, strict=True)
+        ]
         lines += ["", title]
         for cells in [header, *rows]:
-            lines.append("  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip())
+            lines.append(
+                "  ".join(
+                    c.ljust(w) for c, w in zip(cells, widths, strict=True)
+                ).rstrip()
+            )
     lines.append("")
     lines.append(f"{result['seconds']:.0f} s in all; command: {result['command']}")
     return "\n".join(lines)
@@ -98,7 +125,7 @@ def markdown(result: dict) -> str:
         "The latest full run of `benchmarks/run.py`; benchmarks/README.md says what each",
         "row measures. Times are medians of the timed steps after warm-up. The first",
         "step includes building the model (declaration, compile, kernel builds).",
-        "\"x fastest\" divides each time by the fastest peer's in the same table.",
+        '"x fastest" divides each time by the fastest peer\'s in the same table.',
         "",
         "Command:",
         "",
@@ -113,13 +140,22 @@ def markdown(result: dict) -> str:
         f"{', '.join(f'{x:.2f}' for x in machine['load_average_end'])}",
         f"- NumPy BLAS: {machine['numpy_blas']}",
         f"- OpenCL devices: {'; '.join(machine['opencl']) or 'none'}",
-        "- Versions: Python " + machine["python"] + ", "
+        "- Versions: Python "
+        + machine["python"]
+        + ", "
         + ", ".join(f"{name} {version}" for name, version in versions.items()),
         "",
     ]
     for title, header, rows in tables(result):
-        lines += [f"## {title}", "", "| " + " | ".join(header) + " |",
-                  "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(c.replace("|", "/") for c in cells) + " |" for cells in rows]
+        lines += [
+            f"## {title}",
+            "",
+            "| " + " | ".join(header) + " |",
+            "|" + "---|" * len(header),
+        ]
+        lines += [
+            "| " + " | ".join(c.replace("|", "/") for c in cells) + " |"
+            for cells in rows
+        ]
         lines.append("")
     return "\n".join(lines)

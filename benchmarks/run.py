@@ -119,8 +119,17 @@ class Runner:
         skipped = self._skipped(peer)
         if skipped:
             return row | {"status": skipped}
-        argv = ["step", workload, peer, "--warmup", str(self.args.warmup),
-                "--repeat", str(self.args.repeat), "--threads", str(self.args.threads)]
+        argv = [
+            "step",
+            workload,
+            peer,
+            "--warmup",
+            str(self.args.warmup),
+            "--repeat",
+            str(self.args.repeat),
+            "--threads",
+            str(self.args.threads),
+        ]
         env = dict(self.env)
         if peer.startswith("tinygrad-"):
             env["DEV"] = "CPU" if peer == "tinygrad-cpu" else "CL"
@@ -139,7 +148,9 @@ class Runner:
         warm = self.child(argv, peer, env)
         if warm["status"] != "ok":
             return row | warm
-        return row | warm | {"first_s": cold["first_s"], "first_warm_s": warm["first_s"]}
+        return (
+            row | warm | {"first_s": cold["first_s"], "first_warm_s": warm["first_s"]}
+        )
 
     def gemm(self, peer: str, size: int) -> dict:
         row = {"size": size, "peer": peer}
@@ -161,8 +172,12 @@ class Runner:
         command = [sys.executable, str(PEER_SCRIPT), *argv, *self.common]
         try:
             done = subprocess.run(
-                command, capture_output=True, text=True, cwd=HERE,
-                env=env or self.env, timeout=self.args.timeout,
+                command,
+                capture_output=True,
+                text=True,
+                cwd=HERE,
+                env=env or self.env,
+                timeout=self.args.timeout,
             )
         except subprocess.TimeoutExpired:
             return {"status": f"timed out after {self.args.timeout} s"}
@@ -175,27 +190,56 @@ class Runner:
 
 def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="small sizes and few repeats, under 2 minutes; "
-                        "skips the tinygrad peers unless --peers names them")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes and few repeats, under 2 minutes; "
+        "skips the tinygrad peers unless --peers names them",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    parser.add_argument("--markdown", metavar="FILE",
-                        help="write the report as Markdown (default: BENCHMARKS.md at the "
-                        "repository root, none with --quick); '' writes none")
-    parser.add_argument("--peers", help=f"comma-separated peers to run (default: all): "
-                        f"{', '.join(dict.fromkeys(STEP_PEERS + GEMM_PEERS))}")
-    parser.add_argument("--sections", default="step,compile,gemm",
-                        help="comma-separated benchmarks to run (default: step,compile,gemm)")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                        help="BLAS, OpenMP and torch threads per peer (default: every core)")
-    parser.add_argument("--device", help="OpenCL device for lightnet-graph and CLBlast, "
-                        "as PLATFORM:DEVICE or part of its name (default: the backend's)")
-    parser.add_argument("--warmup", type=int, help="untimed steps after the first "
-                        "(default 3, 1 with --quick)")
-    parser.add_argument("--repeat", type=int, help="timed steps or products per peer "
-                        "(default 10, 3 with --quick)")
-    parser.add_argument("--timeout", type=float, default=900.0,
-                        help="seconds before a peer's process is stopped (default 900)")
+    parser.add_argument(
+        "--markdown",
+        metavar="FILE",
+        help="write the report as Markdown (default: BENCHMARKS.md at the "
+        "repository root, none with --quick); '' writes none",
+    )
+    parser.add_argument(
+        "--peers",
+        help=f"comma-separated peers to run (default: all): "
+        f"{', '.join(dict.fromkeys(STEP_PEERS + GEMM_PEERS))}",
+    )
+    parser.add_argument(
+        "--sections",
+        default="step,compile,gemm",
+        help="comma-separated benchmarks to run (default: step,compile,gemm)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="BLAS, OpenMP and torch threads per peer (default: every core)",
+    )
+    parser.add_argument(
+        "--device",
+        help="OpenCL device for lightnet-graph and CLBlast, "
+        "as PLATFORM:DEVICE or part of its name (default: the backend's)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        help="untimed steps after the first (default 3, 1 with --quick)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        help="timed steps or products per peer (default 10, 3 with --quick)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=900.0,
+        help="seconds before a peer's process is stopped (default 900)",
+    )
     args = parser.parse_args()
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 3)
     args.repeat = args.repeat if args.repeat is not None else (3 if args.quick else 10)
@@ -205,7 +249,9 @@ def _parse_args() -> argparse.Namespace:
         args.peers = set(args.peers.split(","))
         unknown = args.peers - every
         if unknown:
-            parser.error(f"unknown peers {sorted(unknown)}; choose from {sorted(every)}")
+            parser.error(
+                f"unknown peers {sorted(unknown)}; choose from {sorted(every)}"
+            )
     else:
         args.peers = every - (set(SLOW_FIRST_STEP) if args.quick else set())
     return args
@@ -213,7 +259,9 @@ def _parse_args() -> argparse.Namespace:
 
 def _command_line() -> str:
     script = os.path.relpath(__file__, ROOT)
-    removed = [v for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if v not in os.environ]
+    removed = [
+        v for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if v not in os.environ
+    ]
     prefix = f"env {' '.join('-u ' + v for v in removed)} " if removed else ""
     return prefix + shlex.join(["python", script, *sys.argv[1:]])
 
@@ -275,7 +323,9 @@ def _versions() -> dict:
 
 
 def _progress(row: dict) -> None:
-    what = " ".join(str(row[k]) for k in ("workload", "steps", "size", "peer") if k in row)
+    what = " ".join(
+        str(row[k]) for k in ("workload", "steps", "size", "peer") if k in row
+    )
     print(f"  {what}: {row['status']}", file=sys.stderr, flush=True)
 
 

@@ -14,7 +14,6 @@ from collections.abc import Callable
 import numpy as np
 from tinygrad import Context, Tensor, TinyJit
 from tinygrad.nn.optim import SGD
-
 from workloads import LEARNING_RATE, Perceptron, Recurrent
 
 
@@ -22,7 +21,9 @@ def _uniform(rng: np.random.Generator, bound: float, shape: tuple) -> Tensor:
     return Tensor(rng.uniform(-bound, bound, shape).astype(np.float32))
 
 
-def _jit_step(params: list[Tensor], loss_of: Callable[[], Tensor]) -> Callable[[dict], float]:
+def _jit_step(
+    params: list[Tensor], loss_of: Callable[[], Tensor]
+) -> Callable[[dict], float]:
     optimizer = SGD(params, lr=LEARNING_RATE)
 
     @TinyJit
@@ -79,7 +80,9 @@ def recurrent_step(workload: Recurrent, feeds: dict) -> Callable[[dict], float]:
                 state = (state + update * (n - state)).contiguous()
             outputs.append(state)
         logits = Tensor.stack(*outputs) @ w_out.T + b_out
-        total = logits.reshape(-1, v).sparse_categorical_crossentropy(targets, reduction="sum")
+        total = logits.reshape(-1, v).sparse_categorical_crossentropy(
+            targets, reduction="sum"
+        )
         return total / batch
 
     return _jit_step(params, loss_of)
@@ -88,16 +91,18 @@ def recurrent_step(workload: Recurrent, feeds: dict) -> Callable[[dict], float]:
 def perceptron_step(workload: Perceptron, feeds: dict) -> Callable[[dict], float]:
     rng = np.random.default_rng(1)
     weights, biases = [], []
-    for fan_in, fan_out in zip(workload.sizes, workload.sizes[1:]):
+    for fan_in, fan_out in zip(workload.sizes, workload.sizes[1:], strict=False):
         scale = np.sqrt(2.0 / fan_in)
-        weights.append(Tensor((rng.standard_normal((fan_out, fan_in)) * scale).astype(np.float32)))
+        weights.append(
+            Tensor((rng.standard_normal((fan_out, fan_in)) * scale).astype(np.float32))
+        )
         biases.append(Tensor(np.zeros(fan_out, np.float32)))
     x = Tensor(feeds["x"])
     labels = Tensor(feeds["labels"].astype(np.int32))
 
     def loss_of() -> Tensor:
         y = x
-        for k, (w, b) in enumerate(zip(weights, biases)):
+        for k, (w, b) in enumerate(zip(weights, biases, strict=True)):
             y = y @ w.T + b
             if k < len(weights) - 1:
                 y = y.relu()

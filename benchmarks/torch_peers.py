@@ -13,7 +13,6 @@ from collections.abc import Callable
 import torch
 from torch import nn
 from torch.nn import functional as F
-
 from workloads import LEARNING_RATE, Perceptron, Recurrent
 
 
@@ -25,8 +24,12 @@ class CellLoop(nn.Module):
         gates = 4 if cell == "lstm" else 3
         bound = hidden**-0.5
         self.cell = cell
-        self.weight_ih = nn.Parameter(torch.empty(gates * hidden, hidden).uniform_(-bound, bound))
-        self.weight_hh = nn.Parameter(torch.empty(gates * hidden, hidden).uniform_(-bound, bound))
+        self.weight_ih = nn.Parameter(
+            torch.empty(gates * hidden, hidden).uniform_(-bound, bound)
+        )
+        self.weight_hh = nn.Parameter(
+            torch.empty(gates * hidden, hidden).uniform_(-bound, bound)
+        )
         self.bias = nn.Parameter(torch.empty(gates * hidden).uniform_(-bound, bound))
         if cell == "gru":
             self.bias_hn = nn.Parameter(torch.empty(hidden).uniform_(-bound, bound))
@@ -109,7 +112,7 @@ def recurrent_step(workload: Recurrent, fused: bool) -> Callable[[dict], float]:
 def perceptron_step(workload: Perceptron) -> Callable[[dict], float]:
     torch.manual_seed(1)
     layers: list[nn.Module] = []
-    for fan_in, fan_out in zip(workload.sizes, workload.sizes[1:]):
+    for fan_in, fan_out in zip(workload.sizes, workload.sizes[1:], strict=False):
         layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
     model = nn.Sequential(*layers[:-1])
     cache: dict = {}

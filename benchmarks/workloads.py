@@ -110,7 +110,9 @@ def lightnet_model(workload: Recurrent | Perceptron):
     h = g.input("x", (workload.batch, workload.sizes[0]))
     labels = g.input("labels", (workload.batch,), dtype="int64")
     layers = len(workload.sizes) - 1
-    for k, (fan_in, fan_out) in enumerate(zip(workload.sizes, workload.sizes[1:])):
+    for k, (fan_in, fan_out) in enumerate(
+        zip(workload.sizes, workload.sizes[1:], strict=False)
+    ):
         w = g.parameter(f"fc{k}.weight", (fan_out, fan_in), init=lg.init.he_normal)
         b = g.parameter(f"fc{k}.bias", (fan_out,))
         h = lg.linear(h, w, b)

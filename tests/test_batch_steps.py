@@ -23,7 +23,9 @@ def _sequence_loss(layer: str) -> tuple[lg.Tensor, dict[str, np.ndarray]]:
 
 def _op_count(program: lg.Executable, stage: str, name: str) -> int:
     graph = program.stages[stage]
-    return sum(1 for _, op in graph.nx.nodes(data="op") if op is not None and op.name == name)
+    return sum(
+        1 for _, op in graph.nx.nodes(data="op") if op is not None and op.name == name
+    )
 
 
 @pytest.mark.parametrize("layer", ["lstm", "gru", "rnn"])

@@ -25,9 +25,18 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
     folder = tmp_path_factory.mktemp("benchmarks")
     json_path, markdown_path = folder / "quick.json", folder / "quick.md"
     done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick",
-         "--json", str(json_path), "--markdown", str(markdown_path)],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "run.py"),
+            "--quick",
+            "--json",
+            str(json_path),
+            "--markdown",
+            str(markdown_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(json_path.read_text()), markdown_path.read_text()
@@ -66,8 +75,10 @@ def test_lightnet_backends_agree_on_first_loss(quick_run):
     result, _ = quick_run
     for name in workloads.QUICK:
         losses = [
-            row["first_loss"] for row in result["steps"]
-            if row["workload"] == name and row["peer"].startswith("lightnet-")
+            row["first_loss"]
+            for row in result["steps"]
+            if row["workload"] == name
+            and row["peer"].startswith("lightnet-")
             and row["status"] == "ok"
         ]
         assert max(losses) - min(losses) <= 1e-4 * abs(losses[0])

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from lightnet_graph.backends.numpy.rewrite import _exact_cover
 
 import lightnet_graph as lg
-from lightnet_graph.backends.numpy.rewrite import _exact_cover
 from lightnet_graph.ops import kernels
 
 ROWS, COLUMNS = 4, 6

@@ -111,7 +111,11 @@ class NumpyExecutable(Executable):
         values = self.module.buffer_values
         buffers = tuple(
             BufferInfo(
-                name, array.shape, array.dtype.name, array.nbytes, values.get(name, (name,))
+                name,
+                array.shape,
+                array.dtype.name,
+                array.nbytes,
+                values.get(name, (name,)),
             )
             for name, array in self._buffers.items()
         )

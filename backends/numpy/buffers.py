@@ -19,7 +19,7 @@ from lightnet_graph.graph import OP, Graph
 
 @dataclass
 class BufferPlan:
-    """Which buffer each value is written into, and what each buffer holds."""
+    """The buffer each value is written into, and the values of each buffer."""
 
     buffer_of: dict[int, str] = field(default_factory=dict)
     types: dict[str, tuple[tuple[int, ...], object]] = field(default_factory=dict)
@@ -77,5 +77,7 @@ def plan_buffers(
             plan.values[name].append(node)
         for owner in freed_after.get(index, ()):
             ttype = graph.nx.nodes[owner]["type"]
-            free.setdefault((ttype.shape, ttype.dtype), []).append(plan.buffer_of[owner])
+            free.setdefault((ttype.shape, ttype.dtype), []).append(
+                plan.buffer_of[owner]
+            )
     return plan
