@@ -58,7 +58,9 @@ class Assemble(Op):
         dtype = float_dtype(self.name, *types)
         for index, value in zip(self.indices, types, strict=True):
             if _sliced_shape(index) != value.shape:
-                raise ShapeError(f"value shape {value.shape} does not fit index {index}")
+                raise ShapeError(
+                    f"value shape {value.shape} does not fit index {index}"
+                )
         return TensorType(self.shape, dtype)
 
     def numpy(self, args: Sequence[str], out: str) -> str:
@@ -119,7 +121,10 @@ def merge_product_sums(graph: Graph, outputs: dict[str, int]) -> None:
                 others.append(leaf)
                 continue
             a, b, removable = pair
-            key = (graph.nx.nodes[a]["type"].shape[1], graph.nx.nodes[b]["type"].shape[1])
+            key = (
+                graph.nx.nodes[a]["type"].shape[1],
+                graph.nx.nodes[b]["type"].shape[1],
+            )
             groups.setdefault(key, []).append((a, b, removable))
         merged = [group for group in groups.values() if len(group) > 1]
         if not merged:
@@ -160,7 +165,10 @@ def _product_pair(
     if not _is_op(graph, product, "matmul"):
         return None
     first, second = graph.operands(product)
-    if not _is_op(graph, first, "transpose") or graph.nx.nodes[first]["op"].perm != (1, 0):
+    if not _is_op(graph, first, "transpose") or graph.nx.nodes[first]["op"].perm != (
+        1,
+        0,
+    ):
         return None
     (a,) = graph.operands(first)
     if first not in kept and len(graph.consumers(first)) == 1:
