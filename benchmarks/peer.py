@@ -1,8 +1,9 @@
 """Run one peer of one benchmark in this process and print its result as JSON.
 
-run.py starts this script once per peer, so that each peer's peak resident
-memory (ru_maxrss) is its own and no peer inherits another's threads,
-allocations or caches. The last line of stdout is ``RESULT {json}``.
+run.py starts this script once per peer, so that each peer's peak
+resident memory (VmHWM, see peak_rss_mib) is its own and no peer inherits
+another's threads, allocations or caches. The last line of stdout is
+``RESULT {json}``.
 
     python benchmarks/peer.py step lstm numpy-hand [--quick]
     python benchmarks/peer.py compile lightnet-numpy --steps 256
