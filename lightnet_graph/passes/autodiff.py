@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import networkx as nx
-
 from .. import ops as F
 from ..errors import GradientError, ShapeError
 from ..graph import OP, Tensor
@@ -42,10 +40,8 @@ def grad(y: Tensor, xs: Sequence[Tensor], dy: Tensor | None = None) -> list[Tens
         raise ShapeError(f"grad: dy is {dy.type} but {y.name!r} is {y.type}")
 
     sources = {x.node for x in xs}
-    reachable = set(sources)
-    for node in sources:
-        reachable |= nx.descendants(graph.nx, node)
-    relevant = (nx.ancestors(graph.nx, y.node) | {y.node}) & reachable
+    reachable = _closure(graph.nx._succ, sources)
+    relevant = _closure(graph.nx._pred, {y.node}) & reachable
 
     adjoints: dict[int, Tensor] = {y.node: dy}
     for node in reversed(graph.topological_order(relevant)):
@@ -60,6 +56,22 @@ def grad(y: Tensor, xs: Sequence[Tensor], dy: Tensor | None = None) -> list[Tens
             g = F.broadcast_to(zero, x.shape)
         results.append(g)
     return results
+
+
+def _closure(neighbours: dict, start: set[int]) -> set[int]:
+    """Return ``start`` and every node reachable from it through ``neighbours``.
+
+    ``neighbours`` is networkx's successor or predecessor dict, so this is
+    descendants() or ancestors() of all of ``start`` in one walk.
+    """
+    found = set(start)
+    stack = list(start)
+    while stack:
+        for node in neighbours[stack.pop()]:
+            if node not in found:
+                found.add(node)
+                stack.append(node)
+    return found
 
 
 def _propagate(out: Tensor, adjoints: dict[int, Tensor], relevant: set[int]) -> None:
