@@ -1,4 +1,8 @@
-"""Buffer reuse for the generated NumPy module: liveness over the statement order.
+"""Statement order and buffer reuse for the generated NumPy module.
+
+``statement_order`` runs each op just before the first statement that
+needs it, which keeps few values live; ``plan_buffers`` then reuses
+buffers by liveness over that order.
 
 Each op that writes with ``out=`` needs a buffer of its type. A buffer is
 free again after the last statement that reads its value, directly or
@@ -81,3 +85,33 @@ def plan_buffers(
                 plan.buffer_of[owner]
             )
     return plan
+
+
+def statement_order(graph: Graph, outputs: Mapping[str, int]) -> list[int]:
+    """Return the order of the generated statements, chosen to keep few values live.
+
+    Inputs, parameters, states and constants come first, by id. Ops follow
+    depth first from each output and then each new state value, so every
+    op runs just before the first statement that needs it: a backward
+    step's terms are computed where the step runs, not all at the start
+    of the backward pass. Ops that nothing needs come last.
+    """
+    order = [n for n in sorted(graph.nx) if graph.nx.nodes[n]["kind"] != OP]
+    seen = set(order)
+    for root in list(outputs.values()) + list(graph.updates.values()):
+        if root in seen:
+            continue
+        seen.add(root)
+        stack = [(root, iter(graph.operands(root)))]
+        while stack:
+            node, operands = stack[-1]
+            for operand in operands:
+                if operand not in seen:
+                    seen.add(operand)
+                    stack.append((operand, iter(graph.operands(operand))))
+                    break
+            else:
+                stack.pop()
+                order.append(node)
+    order += [n for n in graph.topological_order() if n not in seen]
+    return order

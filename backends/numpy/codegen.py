@@ -25,7 +25,7 @@ from lightnet_graph.graph import (
 )
 from lightnet_graph.ops.base import literal
 
-from .buffers import plan_buffers
+from .buffers import plan_buffers, statement_order
 
 # Builtins are reserved because templates call some of them (slice() in
 # unslice), and a value named "slice" must not shadow it.
@@ -61,7 +61,7 @@ class GeneratedModule:
 
 def generate(graph: Graph, outputs: Mapping[str, int]) -> GeneratedModule:
     """Return the Python module that computes ``outputs`` of ``graph``."""
-    order = graph.topological_order()
+    order = statement_order(graph, outputs)
     names = _identifiers(graph, order)
     plan = plan_buffers(graph, order, outputs, names)
     constants: dict[str, np.ndarray] = {}

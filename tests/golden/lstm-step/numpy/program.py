@@ -15,20 +15,19 @@ def allocate():
         'lstm_linear_0': np.empty((2, 12), dtype=np.float32),
         'lstm_matmul_0': np.empty((2, 12), dtype=np.float32),
         'lstm_add_0': np.empty((2, 12), dtype=np.float32),
-        'lstm_sigmoid_0': np.empty((2, 3), dtype=np.float32),
-        'lstm_sigmoid_13_0': np.empty((2, 3), dtype=np.float32),
-        'lstm_tanh_0': np.empty((2, 3), dtype=np.float32),
         'lstm_sigmoid_17_0': np.empty((2, 3), dtype=np.float32),
+        'lstm_sigmoid_13_0': np.empty((2, 3), dtype=np.float32),
         'lstm_mul_0': np.empty((2, 3), dtype=np.float32),
+        'lstm_sigmoid_0': np.empty((2, 3), dtype=np.float32),
+        'lstm_tanh_0': np.empty((2, 3), dtype=np.float32),
         'lstm_mul_19_0': np.empty((2, 3), dtype=np.float32),
         'lstm_c_0': np.empty((2, 3), dtype=np.float32),
         'mul': np.empty((1, 2, 3), dtype=np.float32),
         'sum_2': np.empty((), dtype=np.float32),
-        'mul_39': np.empty((2, 3), dtype=np.float32),
-        'mul_45': np.empty((2, 3), dtype=np.float32),
         'mul_49': np.empty((2, 3), dtype=np.float32),
-        'matmul_73': np.empty((3, 12), dtype=np.float32),
+        'mul_60': np.empty((2, 3), dtype=np.float32),
         'matmul_77': np.empty((12, 4), dtype=np.float32),
+        'matmul_73': np.empty((3, 12), dtype=np.float32),
         'sum_to': np.empty((12,), dtype=np.float32),
     }
 
@@ -40,21 +39,23 @@ def run(inputs, parameters, states, constants, buffers):
     lstm_weight_hh = parameters['lstm.weight_hh']
     lstm_bias = parameters['lstm.bias']
     lstm_h_init = constants['lstm_h_init']
+    d_sum = np.float32(1.0)
+    transpose_72_81 = constants['transpose_72_81']
     # golden_programs.py:81
     lstm_x_0 = xs[0, 0:2:1, 0:4:1]
     lstm_linear_0 = np.add(np.matmul(lstm_x_0, lstm_weight_ih.T, out=buffers['lstm_linear_0']), lstm_bias, out=buffers['lstm_linear_0'])
     lstm_transpose_0 = np.transpose(lstm_weight_hh, (1, 0))
     lstm_matmul_0 = np.matmul(lstm_h_init, lstm_transpose_0, out=buffers['lstm_matmul_0'])
     lstm_add_0 = np.add(lstm_linear_0, lstm_matmul_0, out=buffers['lstm_add_0'])
-    lstm_slice_0 = lstm_add_0[0:2:1, 0:3:1]
-    lstm_sigmoid_0 = k.sigmoid(lstm_slice_0, out=buffers['lstm_sigmoid_0'])
-    lstm_slice_12_0 = lstm_add_0[0:2:1, 3:6:1]
-    lstm_sigmoid_13_0 = k.sigmoid(lstm_slice_12_0, out=buffers['lstm_sigmoid_13_0'])
-    lstm_slice_14_0 = lstm_add_0[0:2:1, 6:9:1]
-    lstm_tanh_0 = np.tanh(lstm_slice_14_0, out=buffers['lstm_tanh_0'])
     lstm_slice_16_0 = lstm_add_0[0:2:1, 9:12:1]
     lstm_sigmoid_17_0 = k.sigmoid(lstm_slice_16_0, out=buffers['lstm_sigmoid_17_0'])
+    lstm_slice_12_0 = lstm_add_0[0:2:1, 3:6:1]
+    lstm_sigmoid_13_0 = k.sigmoid(lstm_slice_12_0, out=buffers['lstm_sigmoid_13_0'])
     lstm_mul_0 = np.multiply(lstm_sigmoid_13_0, lstm_h_init, out=buffers['lstm_mul_0'])
+    lstm_slice_0 = lstm_add_0[0:2:1, 0:3:1]
+    lstm_sigmoid_0 = k.sigmoid(lstm_slice_0, out=buffers['lstm_sigmoid_0'])
+    lstm_slice_14_0 = lstm_add_0[0:2:1, 6:9:1]
+    lstm_tanh_0 = np.tanh(lstm_slice_14_0, out=buffers['lstm_tanh_0'])
     lstm_mul_19_0 = np.multiply(lstm_sigmoid_0, lstm_tanh_0, out=buffers['lstm_mul_19_0'])
     lstm_c_0 = np.add(lstm_mul_0, lstm_mul_19_0, out=buffers['lstm_c_0'])
     lstm_tanh_21_0 = np.tanh(lstm_c_0, out=buffers['lstm_mul_19_0'])
@@ -63,36 +64,34 @@ def run(inputs, parameters, states, constants, buffers):
     # golden_programs.py:82
     mul = np.multiply(lstm_row_0, lstm_row_0, out=buffers['mul'])
     sum_2 = np.sum(mul, axis=None, keepdims=False, out=buffers['sum_2'])
-    d_sum = np.float32(1.0)
     # golden_programs.py:83
     add = np.add(lstm_row_0, lstm_row_0, out=buffers['mul'])
     reshape_36 = np.reshape(add, (2, 3))
     mul_37 = np.multiply(reshape_36, lstm_tanh_21_0, out=buffers['lstm_c_0'])
-    mul_38 = np.multiply(reshape_36, lstm_sigmoid_17_0, out=buffers['lstm_mul_0'])
-    mul_39 = np.multiply(lstm_tanh_21_0, lstm_tanh_21_0, out=buffers['mul_39'])
-    sub = np.subtract(d_sum, mul_39, out=buffers['lstm_mul_19_0'])
-    mul_42 = np.multiply(mul_38, sub, out=buffers['mul_39'])
-    mul_43 = np.multiply(mul_42, lstm_tanh_0, out=buffers['lstm_mul_19_0'])
-    mul_44 = np.multiply(mul_42, lstm_sigmoid_0, out=buffers['lstm_mul_0'])
-    mul_45 = np.multiply(mul_42, lstm_h_init, out=buffers['mul_45'])
-    sub_48 = np.subtract(d_sum, lstm_sigmoid_17_0, out=buffers['mul_39'])
+    sub_48 = np.subtract(d_sum, lstm_sigmoid_17_0, out=buffers['lstm_mul_0'])
     mul_49 = np.multiply(lstm_sigmoid_17_0, sub_48, out=buffers['mul_49'])
-    mul_50 = np.multiply(mul_37, mul_49, out=buffers['mul_39'])
+    mul_50 = np.multiply(mul_37, mul_49, out=buffers['lstm_mul_0'])
+    mul_38 = np.multiply(reshape_36, lstm_sigmoid_17_0, out=buffers['mul_49'])
+    mul_39 = np.multiply(lstm_tanh_21_0, lstm_tanh_21_0, out=buffers['lstm_sigmoid_17_0'])
+    sub = np.subtract(d_sum, mul_39, out=buffers['lstm_mul_19_0'])
+    mul_42 = np.multiply(mul_38, sub, out=buffers['lstm_sigmoid_17_0'])
+    mul_44 = np.multiply(mul_42, lstm_sigmoid_0, out=buffers['lstm_mul_19_0'])
     mul_52 = np.multiply(lstm_tanh_0, lstm_tanh_0, out=buffers['mul_49'])
-    sub_54 = np.subtract(d_sum, mul_52, out=buffers['lstm_tanh_0'])
+    sub_54 = np.subtract(d_sum, mul_52, out=buffers['lstm_c_0'])
     mul_55 = np.multiply(mul_44, sub_54, out=buffers['mul_49'])
-    sub_59 = np.subtract(d_sum, lstm_sigmoid_13_0, out=buffers['lstm_tanh_0'])
-    mul_60 = np.multiply(lstm_sigmoid_13_0, sub_59, out=buffers['lstm_mul_0'])
-    mul_61 = np.multiply(mul_45, mul_60, out=buffers['lstm_tanh_0'])
-    sub_65 = np.subtract(d_sum, lstm_sigmoid_0, out=buffers['lstm_mul_0'])
-    mul_66 = np.multiply(lstm_sigmoid_0, sub_65, out=buffers['mul_45'])
-    mul_67 = np.multiply(mul_43, mul_66, out=buffers['lstm_mul_0'])
-    transpose_72_81 = constants['transpose_72_81']
+    mul_45 = np.multiply(mul_42, lstm_h_init, out=buffers['lstm_c_0'])
+    sub_59 = np.subtract(d_sum, lstm_sigmoid_13_0, out=buffers['lstm_mul_19_0'])
+    mul_60 = np.multiply(lstm_sigmoid_13_0, sub_59, out=buffers['mul_60'])
+    mul_61 = np.multiply(mul_45, mul_60, out=buffers['lstm_mul_19_0'])
+    mul_43 = np.multiply(mul_42, lstm_tanh_0, out=buffers['mul_60'])
+    sub_65 = np.subtract(d_sum, lstm_sigmoid_0, out=buffers['lstm_sigmoid_17_0'])
+    mul_66 = np.multiply(lstm_sigmoid_0, sub_65, out=buffers['lstm_tanh_0'])
+    mul_67 = np.multiply(mul_43, mul_66, out=buffers['lstm_sigmoid_17_0'])
     assemble = k.assemble((mul_50, mul_55, mul_61, mul_67), (2, 12), ((slice(0, 2, 1), slice(9, 12, 1)), (slice(0, 2, 1), slice(6, 9, 1)), (slice(0, 2, 1), slice(3, 6, 1)), (slice(0, 2, 1), slice(0, 3, 1))), exact_cover=True, out=buffers['lstm_add_0'])
-    matmul_73 = np.matmul(transpose_72_81, assemble, out=buffers['matmul_73'])
-    transpose_74 = np.transpose(matmul_73, (1, 0))
     transpose_76 = np.transpose(assemble, (1, 0))
     matmul_77 = np.matmul(transpose_76, lstm_x_0, out=buffers['matmul_77'])
+    matmul_73 = np.matmul(transpose_72_81, assemble, out=buffers['matmul_73'])
+    transpose_74 = np.transpose(matmul_73, (1, 0))
     sum_to = k.sum_to(assemble, (12,), out=buffers['sum_to'])
     outputs = {
         'loss': sum_2.copy(),

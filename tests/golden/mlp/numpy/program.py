@@ -16,13 +16,14 @@ def allocate():
         'relu': np.empty((4, 5), dtype=np.float32),
         'linear_8': np.empty((4, 3), dtype=np.float32),
         'softmax_cross_entropy': np.empty((), dtype=np.float32),
-        'one_hot': np.empty((4, 3), dtype=np.float32),
         'softmax': np.empty((4, 3), dtype=np.float32),
+        'sub': np.empty((4, 3), dtype=np.float32),
         'matmul': np.empty((4, 5), dtype=np.float32),
-        'matmul_19': np.empty((3, 5), dtype=np.float32),
-        'sum_to': np.empty((3,), dtype=np.float32),
+        'step': np.empty((4, 5), dtype=np.float32),
         'matmul_25': np.empty((5, 6), dtype=np.float32),
         'sum_to_26': np.empty((5,), dtype=np.float32),
+        'matmul_19': np.empty((3, 5), dtype=np.float32),
+        'sum_to': np.empty((3,), dtype=np.float32),
     }
 
 
@@ -34,6 +35,7 @@ def run(inputs, parameters, states, constants, buffers):
     fc1_bias = parameters['fc1.bias']
     fc2_weight = parameters['fc2.weight']
     fc2_bias = parameters['fc2.bias']
+    const = np.float32(4.0)
     # golden_programs.py:72
     linear = np.add(np.matmul(x, fc1_weight.T, out=buffers['linear']), fc1_bias, out=buffers['linear'])
     relu = np.maximum(linear, 0, out=buffers['relu'])
@@ -41,20 +43,19 @@ def run(inputs, parameters, states, constants, buffers):
     linear_8 = np.add(np.matmul(relu, fc2_weight.T, out=buffers['linear_8']), fc2_bias, out=buffers['linear_8'])
     softmax_cross_entropy = k.softmax_cross_entropy(linear_8, labels, 'mean', out=buffers['softmax_cross_entropy'])
     # golden_programs.py:74
-    one_hot = k.one_hot(labels, 3, np.float32, out=buffers['one_hot'])
     softmax = k.softmax(linear_8, 1, out=buffers['softmax'])
-    sub = np.subtract(softmax, one_hot, out=buffers['linear_8'])
-    const = np.float32(4.0)
+    one_hot = k.one_hot(labels, 3, np.float32, out=buffers['linear_8'])
+    sub = np.subtract(softmax, one_hot, out=buffers['sub'])
     div = np.divide(sub, const, out=buffers['softmax'])
     matmul = np.matmul(div, fc2_weight, out=buffers['matmul'])
-    transpose = np.transpose(div, (1, 0))
-    matmul_19 = np.matmul(transpose, relu, out=buffers['matmul_19'])
-    sum_to = k.sum_to(div, (3,), out=buffers['sum_to'])
-    step = k.step(linear, 0.0, out=buffers['relu'])
+    step = k.step(linear, 0.0, out=buffers['step'])
     mul_22 = np.multiply(matmul, step, out=buffers['linear'])
     transpose_24 = np.transpose(mul_22, (1, 0))
     matmul_25 = np.matmul(transpose_24, x, out=buffers['matmul_25'])
     sum_to_26 = k.sum_to(mul_22, (5,), out=buffers['sum_to_26'])
+    transpose = np.transpose(div, (1, 0))
+    matmul_19 = np.matmul(transpose, relu, out=buffers['matmul_19'])
+    sum_to = k.sum_to(div, (3,), out=buffers['sum_to'])
     outputs = {
         'loss': softmax_cross_entropy.copy(),
         'grad/fc1.weight': matmul_25.copy(),
