@@ -111,6 +111,7 @@ def merge_product_sums(graph: Graph, outputs: dict[str, int]) -> None:
     """
     kept = set(outputs.values()) | set(graph.updates.values())
     known = set(graph.nx)
+    stacked = _stacked_assemblies(graph)
     for root in _sum_roots(graph, kept):
         leaves, inner = _sum_terms(graph, root, kept)
         groups: dict[tuple, list[tuple[int, int, int]]] = {}
@@ -135,8 +136,10 @@ def merge_product_sums(graph: Graph, outputs: dict[str, int]) -> None:
         terms = []
         removed = list(inner)
         for group in merged:
-            left = _joined([graph.tensor(a) for a, _, _ in group])
-            right = _joined([graph.tensor(b) for _, b, _ in group])
+            # Terms in the order an Assemble stacks their A, when one does.
+            group.sort(key=lambda term: stacked.get(term[0], (0, 0))[1])
+            left = _joined(graph, [a for a, _, _ in group], stacked)
+            right = _joined(graph, [b for _, b, _ in group], stacked)
             terms.append(F.matmul(F.transpose(left, (1, 0)), right))
             for _, _, removable in group:
                 removed += removable
@@ -146,8 +149,50 @@ def merge_product_sums(graph: Graph, outputs: dict[str, int]) -> None:
         _swap_in(graph, outputs, root, result, removed, known, kept)
 
 
-def _joined(values: list[Tensor]) -> Tensor:
-    return values[0] if len(values) == 1 else F.concat(values, axis=0)
+def _joined(graph: Graph, nodes: list[int], stacked: dict[int, tuple]) -> Tensor:
+    """Return the 2-D values of ``nodes`` joined along axis 0.
+
+    When an Assemble already stacks these values along its first axis in
+    this order, consecutively, its buffer holds the joined rows: return a
+    view of it instead of copying them again.
+    """
+    if len(nodes) == 1:
+        return graph.tensor(nodes[0])
+    places = [stacked.get(n) for n in nodes]
+    if all(p is not None and p[0] == places[0][0] for p in places):
+        assembled = places[0][0]
+        steps = [p[1] for p in places]
+        if steps == list(range(steps[0], steps[0] + len(steps))):
+            shape = graph.nx.nodes[assembled]["type"].shape
+            rows, columns = shape[1], shape[2]
+            flat = F.reshape(graph.tensor(assembled), (shape[0] * rows, columns))
+            if len(steps) == shape[0]:
+                return flat
+            return flat[steps[0] * rows : (steps[-1] + 1) * rows, :]
+    return F.concat([graph.tensor(n) for n in nodes], axis=0)
+
+
+def _stacked_assemblies(graph: Graph) -> dict[int, tuple[int, int]]:
+    """Map each value that a 3-D Assemble stacks along axis 0 to (Assemble, step)."""
+    stacked: dict[int, tuple[int, int]] = {}
+    for node, op in graph.nx.nodes(data="op"):
+        if op is None or op.name != "assemble" or not op.exact_cover:
+            continue
+        if len(op.shape) != 3:
+            continue
+        whole = all(
+            isinstance(index[0], int)
+            and all(
+                not isinstance(item, int) and tuple(item) == (0, size, 1)
+                for item, size in zip(index[1:], op.shape[1:], strict=True)
+            )
+            for index in op.indices
+        )
+        if not whole:
+            continue
+        for operand, index in zip(graph.operands(node), op.indices, strict=True):
+            stacked.setdefault(operand, (node, index[0]))
+    return stacked
 
 
 def _product_pair(
