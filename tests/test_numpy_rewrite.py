@@ -81,3 +81,20 @@ def test_assemble_kernel_adds_where_slices_overlap():
     indices = ((slice(0, 2), slice(0, 3)), (slice(0, 2), slice(1, 4)))
     out = kernels.assemble(values, (2, 4), indices, exact_cover=False)
     np.testing.assert_array_equal(out, [[1, 3, 3, 2], [1, 3, 3, 2]])
+
+
+def test_rewrites_leave_the_optimized_graph_alone():
+    g = lg.Graph("kept", dtype="float64", seed=1)
+    x = g.input("x", (ROWS, 3 * COLUMNS))
+    w = g.parameter("w", (3 * COLUMNS, 3 * COLUMNS), init=lg.init.xavier_uniform)
+    pre = lg.matmul(x, w)
+    parts = [lg.sigmoid(pre[:, k * COLUMNS : (k + 1) * COLUMNS]) for k in range(3)]
+    program = lg.compile(loss=lg.sum(parts[0] * parts[1] + parts[2]))
+
+    def ops(graph: lg.Graph) -> set[str]:
+        return {op.name for _, op in graph.nx.nodes(data="op") if op is not None}
+
+    assert program.graph is program.stages["optimized"]
+    assert "unslice" in ops(program.graph)
+    assert "unslice" not in ops(program.module.graph)
+    assert program.module.graph is not program.graph

@@ -25,15 +25,21 @@ class NumpyBackend:
     def lower(
         self, graph: Graph, outputs: Mapping[str, int], stages: Mapping[str, Graph]
     ) -> NumpyExecutable:
-        # The rewrites change a copy: the executable's graph stays the
-        # optimized one, which other tools (inspect, other backends) read,
-        # and module.graph is the rewritten one that the source computes.
-        lowered = graph.copy()
+        # The executable's graph stays the optimized one, which other tools
+        # (inspect, other backends) read, and module.graph is the rewritten
+        # one that the source computes. compile() hands over its working
+        # graph with a copy as the "optimized" stage, so the rewrites can
+        # change the working graph and the executable can keep the copy.
+        optimized = stages.get("optimized")
+        if optimized is None:
+            optimized, lowered = graph, graph.copy()
+        else:
+            lowered = graph
         lowered_outputs = dict(outputs)
         assemble_unslice_sums(lowered, lowered_outputs)
         merge_product_sums(lowered, lowered_outputs)
         module = generate(lowered, lowered_outputs)
-        return NumpyExecutable(graph, outputs, stages, module)
+        return NumpyExecutable(optimized, outputs, stages, module)
 
 
 class NumpyExecutable(Executable):
