@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -30,12 +32,32 @@ def test_scatter_add_rejects_out_of_range_rows():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_sigmoid_matches_two_branch_formula(dtype):
-    x = np.array([-1e30, -100.0, -3.0, -0.0, 0.0, 2.5, 100.0, np.inf, -np.inf], dtype)
+    x = np.array([-80.0, -30.0, -3.0, -0.0, 0.0, 1e-3, 2.5, 30.0], dtype)
     e = np.exp(-np.abs(x))
     expected = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(dtype)
     result = kernels.sigmoid(x)
     assert result.dtype == dtype
-    np.testing.assert_array_equal(result, expected)
+    np.testing.assert_array_max_ulp(result, expected, maxulp=2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sigmoid_saturates_exactly(dtype):
+    x = np.array([-np.inf, -1e30, -1e4, 1e4, 1e30, np.inf], dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = kernels.sigmoid(x)
+    np.testing.assert_array_equal(result, np.array([0, 0, 0, 1, 1, 1], dtype))
+
+
+def test_sigmoid_flushes_only_past_exp_overflow():
+    x = np.array([-88.0, -89.0], np.float32)
+    result = kernels.sigmoid(x)
+    assert 0 < result[0] < np.finfo(np.float32).tiny
+    assert result[1] == 0
+
+
+def test_sigmoid_propagates_nan():
+    assert np.isnan(kernels.sigmoid(np.array([np.nan], np.float32))[0])
 
 
 def test_sigmoid_of_zero_dimensional_value():
