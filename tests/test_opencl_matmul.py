@@ -108,12 +108,23 @@ def test_gpu_profile_gets_tiled_variant(max_group: int, local_mem: int, tile: in
     assert variant.local == (tile, tile)
 
 
-@pytest.mark.parametrize("max_group", [4096, 1024, 64, 16])
-def test_cpu_profile_gets_register_blocked_variant(max_group: int):
-    variant = choose_variant(_profile("cpu", max_group, 1 << 20), "float32")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(
+    ("max_group", "local_mem"),
+    [(4096, 1 << 20), (1024, 32 * 1024), (64, 4096), (16, 1024)],
+)
+def test_cpu_profile_gets_register_blocked_variant(
+    max_group: int, local_mem: int, dtype: str
+):
+    variant = choose_variant(_profile("cpu", max_group, local_mem), dtype)
+    local_x, local_y = variant.local
+    slices = (variant.block_m * local_y + variant.block_n * local_x) * variant.depth
     assert variant.kind == "blocked"
-    assert variant.block >= 4
-    assert variant.local[0] * variant.local[1] <= max_group
+    assert variant.block_m >= 4
+    assert variant.block_n >= 4
+    assert variant.depth >= 1
+    assert local_x * local_y <= max_group
+    assert slices * np.dtype(dtype).itemsize <= local_mem
 
 
 def _matmul_sources(profile: DeviceProfile) -> list[str]:
@@ -134,10 +145,62 @@ def test_gpu_kernel_stages_tiles_in_local_memory():
         assert "reqd_work_group_size(16, 16, 1)" in source
 
 
-def test_cpu_kernel_blocks_in_registers_without_local_memory():
+def test_cpu_kernel_stages_slices_and_blocks_in_registers():
     sources = _matmul_sources(_profile("cpu", 4096, 1 << 20))
-    assert sources
-    for source in sources:
+    staged = [source for source in sources if "matmul_blocked_kk" not in source]
+    assert staged
+    for source in staged:
+        assert "__local float tile_a[4096]" in source
+        assert "__local float tile_b[4096]" in source
+        assert "float16 acc[8]" in source
+        assert "vload16" in source
+
+
+def test_cpu_kernel_streams_rows_along_k():
+    sources = _matmul_sources(_profile("cpu", 4096, 1 << 20))
+    streamed = [source for source in sources if "matmul_blocked_kk" in source]
+    assert streamed
+    for source in streamed:
         assert "__local" not in source
-        assert "float4 acc" in source
+        assert "float4 acc00" in source
         assert "vload4" in source
+
+
+# M, N and K cross the 64 x 64 tiles and 64-deep slices of the CPU variant
+# with partial blocks, and K = 3 is shorter than one slice.
+EDGE_SHAPES = ((70, 83, 129), (9, 130, 3))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_blocked_matmul_batch_addend_edges(layout: str, dtype: str):
+    transpose_a, transpose_b = LAYOUTS[layout]
+    graph = lg.Graph("batched", dtype=dtype)
+    rng = np.random.default_rng(11)
+    outputs, feeds, expected = {}, {}, {}
+    for m, n, k in EDGE_SHAPES:
+        a_shape = (3, k, m) if transpose_a else (3, m, k)
+        b_shape = (n, k) if transpose_b else (k, n)
+        a = graph.input(f"a_{m}_{n}_{k}", a_shape)
+        b = graph.input(f"b_{m}_{n}_{k}", b_shape)
+        x = graph.input(f"x_{m}_{n}_{k}", (3, m, n))
+        for tensor in (a, b, x):
+            feeds[tensor.name] = rng.uniform(-1, 1, tensor.shape).astype(dtype)
+        left = lg.transpose(a, (0, 2, 1)) if transpose_a else a
+        right = lg.transpose(b) if transpose_b else b
+        # The product's only reader is the add, which becomes its addend.
+        outputs[f"c_{m}_{n}_{k}"] = left @ right + x
+        a64, b64 = feeds[a.name], feeds[b.name]
+        expected[f"c_{m}_{n}_{k}"] = (
+            a64.transpose(0, 2, 1) if transpose_a else a64
+        ) @ (b64.T if transpose_b else b64) + feeds[x.name]
+    program = lg.compile(outputs, backend=opencl_backend(matmul="blocked"))
+    values = program.run(feeds)
+    rtol, atol = (1e-4, 1e-6) if dtype == "float32" else (1e-10, 1e-9)
+    for name, reference in expected.items():
+        error, passed = compare(values[name], reference, rtol, atol)
+        assert passed, f"{layout} {dtype} {name}: relative error {error:.3g}"
+    for launch in program.schedule:
+        assert launch.kernel.startswith("matmul_blocked"), launch
+        assert "_acc_" in launch.kernel, launch
+        assert launch.global_size[2] == 3, launch

@@ -2,10 +2,10 @@
 // planned for device 'fixed CPU profile' (cpu, golden files)
 // launch sizes and arguments of every launch: schedule.json
 
-// kernel matmul_blocked_kk_acc_0ed0268cd9: 2 launches per run
-//   launch sizes: global 8x8x1, local 8x8x1: 2 launches
+// kernel matmul_blocked_kk_acc_567c046cb7: 2 launches per run
+//   launch sizes: global 4x8x1, local 4x8x1: 2 launches
 //   computes 2 graph nodes: linear, linear_8
-__kernel void matmul_blocked_kk_acc_0ed0268cd9(
+__kernel void matmul_blocked_kk_acc_567c046cb7(
     const int M,
     const int N,
     const int K,
@@ -33,83 +33,87 @@ __kernel void matmul_blocked_kk_acc_0ed0268cd9(
     const __global float* B = b + b_off + batch * b_bs;
     __global float* C = c + c_off + batch * c_bs;
     const __global float* X = x + x_off + batch * x_bs;
-    const int n0 = get_global_id(0) * 4;
-    const int m0 = get_global_id(1) * 4;
-    if (m0 >= M || n0 >= N) return;
-    if (m0 + 4 <= M && n0 + 4 <= N) {
-        float4 acc00 = (float4)((0.0f));
-        float4 acc01 = (float4)((0.0f));
-        float4 acc02 = (float4)((0.0f));
-        float4 acc03 = (float4)((0.0f));
-        float4 acc10 = (float4)((0.0f));
-        float4 acc11 = (float4)((0.0f));
-        float4 acc12 = (float4)((0.0f));
-        float4 acc13 = (float4)((0.0f));
-        float4 acc20 = (float4)((0.0f));
-        float4 acc21 = (float4)((0.0f));
-        float4 acc22 = (float4)((0.0f));
-        float4 acc23 = (float4)((0.0f));
-        float4 acc30 = (float4)((0.0f));
-        float4 acc31 = (float4)((0.0f));
-        float4 acc32 = (float4)((0.0f));
-        float4 acc33 = (float4)((0.0f));
-        const int k4 = K - K % 4;
-        for (int kk = 0; kk < k4; kk += 4) {
-            const float4 av0 = vload4(0, A + (m0 + 0) * a_rs + kk);
-            const float4 av1 = vload4(0, A + (m0 + 1) * a_rs + kk);
-            const float4 av2 = vload4(0, A + (m0 + 2) * a_rs + kk);
-            const float4 av3 = vload4(0, A + (m0 + 3) * a_rs + kk);
-            const float4 bv0 = vload4(0, B + (n0 + 0) * b_cs + kk);
-            const float4 bv1 = vload4(0, B + (n0 + 1) * b_cs + kk);
-            const float4 bv2 = vload4(0, B + (n0 + 2) * b_cs + kk);
-            const float4 bv3 = vload4(0, B + (n0 + 3) * b_cs + kk);
-            acc00 += av0 * bv0;
-            acc01 += av0 * bv1;
-            acc02 += av0 * bv2;
-            acc03 += av0 * bv3;
-            acc10 += av1 * bv0;
-            acc11 += av1 * bv1;
-            acc12 += av1 * bv2;
-            acc13 += av1 * bv3;
-            acc20 += av2 * bv0;
-            acc21 += av2 * bv1;
-            acc22 += av2 * bv2;
-            acc23 += av2 * bv3;
-            acc30 += av3 * bv0;
-            acc31 += av3 * bv1;
-            acc32 += av3 * bv2;
-            acc33 += av3 * bv3;
-        }
-        float4 row0 = (float4)(acc00.s0 + acc00.s1 + acc00.s2 + acc00.s3, acc01.s0 + acc01.s1 + acc01.s2 + acc01.s3, acc02.s0 + acc02.s1 + acc02.s2 + acc02.s3, acc03.s0 + acc03.s1 + acc03.s2 + acc03.s3);
-        float4 row1 = (float4)(acc10.s0 + acc10.s1 + acc10.s2 + acc10.s3, acc11.s0 + acc11.s1 + acc11.s2 + acc11.s3, acc12.s0 + acc12.s1 + acc12.s2 + acc12.s3, acc13.s0 + acc13.s1 + acc13.s2 + acc13.s3);
-        float4 row2 = (float4)(acc20.s0 + acc20.s1 + acc20.s2 + acc20.s3, acc21.s0 + acc21.s1 + acc21.s2 + acc21.s3, acc22.s0 + acc22.s1 + acc22.s2 + acc22.s3, acc23.s0 + acc23.s1 + acc23.s2 + acc23.s3);
-        float4 row3 = (float4)(acc30.s0 + acc30.s1 + acc30.s2 + acc30.s3, acc31.s0 + acc31.s1 + acc31.s2 + acc31.s3, acc32.s0 + acc32.s1 + acc32.s2 + acc32.s3, acc33.s0 + acc33.s1 + acc33.s2 + acc33.s3);
-        for (int kk = k4; kk < K; ++kk) {
-            const float4 bv = (float4)(B[(n0 + 0) * b_cs + kk], B[(n0 + 1) * b_cs + kk], B[(n0 + 2) * b_cs + kk], B[(n0 + 3) * b_cs + kk]);
-            row0 += A[(m0 + 0) * a_rs + kk] * bv;
-            row1 += A[(m0 + 1) * a_rs + kk] * bv;
-            row2 += A[(m0 + 2) * a_rs + kk] * bv;
-            row3 += A[(m0 + 3) * a_rs + kk] * bv;
-        }
-        vstore4(row0 + (float4)(X[(m0 + 0) * x_rs + (n0 + 0) * x_cs], X[(m0 + 0) * x_rs + (n0 + 1) * x_cs], X[(m0 + 0) * x_rs + (n0 + 2) * x_cs], X[(m0 + 0) * x_rs + (n0 + 3) * x_cs]), 0, C + (m0 + 0) * N + n0);
-        vstore4(row1 + (float4)(X[(m0 + 1) * x_rs + (n0 + 0) * x_cs], X[(m0 + 1) * x_rs + (n0 + 1) * x_cs], X[(m0 + 1) * x_rs + (n0 + 2) * x_cs], X[(m0 + 1) * x_rs + (n0 + 3) * x_cs]), 0, C + (m0 + 1) * N + n0);
-        vstore4(row2 + (float4)(X[(m0 + 2) * x_rs + (n0 + 0) * x_cs], X[(m0 + 2) * x_rs + (n0 + 1) * x_cs], X[(m0 + 2) * x_rs + (n0 + 2) * x_cs], X[(m0 + 2) * x_rs + (n0 + 3) * x_cs]), 0, C + (m0 + 2) * N + n0);
-        vstore4(row3 + (float4)(X[(m0 + 3) * x_rs + (n0 + 0) * x_cs], X[(m0 + 3) * x_rs + (n0 + 1) * x_cs], X[(m0 + 3) * x_rs + (n0 + 2) * x_cs], X[(m0 + 3) * x_rs + (n0 + 3) * x_cs]), 0, C + (m0 + 3) * N + n0);
-    } else {
-        float acc[4][4];
-        for (int i = 0; i < 4; ++i) for (int j = 0; j < 4; ++j) acc[i][j] = (0.0f);
-        const int rows = min(4, M - m0);
-        const int cols = min(4, N - n0);
-        for (int kk = 0; kk < K; ++kk) {
-            for (int i = 0; i < rows; ++i) {
-                const float av = A[(m0 + i) * a_rs + kk * a_cs];
-                for (int j = 0; j < cols; ++j) {
-                    acc[i][j] += av * B[kk * b_rs + (n0 + j) * b_cs];
+    const int item_m = get_global_id(1) * 8;
+    const int item_n = get_global_id(0) * 16;
+    for (int block = 0; block < 8; ++block) {
+        const int m0 = item_m + block / 4 * 4;
+        const int n0 = item_n + block % 4 * 4;
+        if (m0 >= M || n0 >= N) continue;
+        if (m0 + 4 <= M && n0 + 4 <= N) {
+            float4 acc00 = (float4)((0.0f));
+            float4 acc01 = (float4)((0.0f));
+            float4 acc02 = (float4)((0.0f));
+            float4 acc03 = (float4)((0.0f));
+            float4 acc10 = (float4)((0.0f));
+            float4 acc11 = (float4)((0.0f));
+            float4 acc12 = (float4)((0.0f));
+            float4 acc13 = (float4)((0.0f));
+            float4 acc20 = (float4)((0.0f));
+            float4 acc21 = (float4)((0.0f));
+            float4 acc22 = (float4)((0.0f));
+            float4 acc23 = (float4)((0.0f));
+            float4 acc30 = (float4)((0.0f));
+            float4 acc31 = (float4)((0.0f));
+            float4 acc32 = (float4)((0.0f));
+            float4 acc33 = (float4)((0.0f));
+            const int k4 = K - K % 4;
+            for (int kk = 0; kk < k4; kk += 4) {
+                const float4 av0 = vload4(0, A + (m0 + 0) * a_rs + kk);
+                const float4 av1 = vload4(0, A + (m0 + 1) * a_rs + kk);
+                const float4 av2 = vload4(0, A + (m0 + 2) * a_rs + kk);
+                const float4 av3 = vload4(0, A + (m0 + 3) * a_rs + kk);
+                const float4 bv0 = vload4(0, B + (n0 + 0) * b_cs + kk);
+                const float4 bv1 = vload4(0, B + (n0 + 1) * b_cs + kk);
+                const float4 bv2 = vload4(0, B + (n0 + 2) * b_cs + kk);
+                const float4 bv3 = vload4(0, B + (n0 + 3) * b_cs + kk);
+                acc00 += av0 * bv0;
+                acc01 += av0 * bv1;
+                acc02 += av0 * bv2;
+                acc03 += av0 * bv3;
+                acc10 += av1 * bv0;
+                acc11 += av1 * bv1;
+                acc12 += av1 * bv2;
+                acc13 += av1 * bv3;
+                acc20 += av2 * bv0;
+                acc21 += av2 * bv1;
+                acc22 += av2 * bv2;
+                acc23 += av2 * bv3;
+                acc30 += av3 * bv0;
+                acc31 += av3 * bv1;
+                acc32 += av3 * bv2;
+                acc33 += av3 * bv3;
+            }
+            float4 row0 = (float4)(acc00.s0 + acc00.s1 + acc00.s2 + acc00.s3, acc01.s0 + acc01.s1 + acc01.s2 + acc01.s3, acc02.s0 + acc02.s1 + acc02.s2 + acc02.s3, acc03.s0 + acc03.s1 + acc03.s2 + acc03.s3);
+            float4 row1 = (float4)(acc10.s0 + acc10.s1 + acc10.s2 + acc10.s3, acc11.s0 + acc11.s1 + acc11.s2 + acc11.s3, acc12.s0 + acc12.s1 + acc12.s2 + acc12.s3, acc13.s0 + acc13.s1 + acc13.s2 + acc13.s3);
+            float4 row2 = (float4)(acc20.s0 + acc20.s1 + acc20.s2 + acc20.s3, acc21.s0 + acc21.s1 + acc21.s2 + acc21.s3, acc22.s0 + acc22.s1 + acc22.s2 + acc22.s3, acc23.s0 + acc23.s1 + acc23.s2 + acc23.s3);
+            float4 row3 = (float4)(acc30.s0 + acc30.s1 + acc30.s2 + acc30.s3, acc31.s0 + acc31.s1 + acc31.s2 + acc31.s3, acc32.s0 + acc32.s1 + acc32.s2 + acc32.s3, acc33.s0 + acc33.s1 + acc33.s2 + acc33.s3);
+            for (int kk = k4; kk < K; ++kk) {
+                const float4 bv = (float4)(B[(n0 + 0) * b_cs + kk], B[(n0 + 1) * b_cs + kk], B[(n0 + 2) * b_cs + kk], B[(n0 + 3) * b_cs + kk]);
+                row0 += A[(m0 + 0) * a_rs + kk] * bv;
+                row1 += A[(m0 + 1) * a_rs + kk] * bv;
+                row2 += A[(m0 + 2) * a_rs + kk] * bv;
+                row3 += A[(m0 + 3) * a_rs + kk] * bv;
+            }
+            vstore4(row0 + (float4)(X[(m0 + 0) * x_rs + (n0 + 0) * x_cs], X[(m0 + 0) * x_rs + (n0 + 1) * x_cs], X[(m0 + 0) * x_rs + (n0 + 2) * x_cs], X[(m0 + 0) * x_rs + (n0 + 3) * x_cs]), 0, C + (m0 + 0) * N + n0);
+            vstore4(row1 + (float4)(X[(m0 + 1) * x_rs + (n0 + 0) * x_cs], X[(m0 + 1) * x_rs + (n0 + 1) * x_cs], X[(m0 + 1) * x_rs + (n0 + 2) * x_cs], X[(m0 + 1) * x_rs + (n0 + 3) * x_cs]), 0, C + (m0 + 1) * N + n0);
+            vstore4(row2 + (float4)(X[(m0 + 2) * x_rs + (n0 + 0) * x_cs], X[(m0 + 2) * x_rs + (n0 + 1) * x_cs], X[(m0 + 2) * x_rs + (n0 + 2) * x_cs], X[(m0 + 2) * x_rs + (n0 + 3) * x_cs]), 0, C + (m0 + 2) * N + n0);
+            vstore4(row3 + (float4)(X[(m0 + 3) * x_rs + (n0 + 0) * x_cs], X[(m0 + 3) * x_rs + (n0 + 1) * x_cs], X[(m0 + 3) * x_rs + (n0 + 2) * x_cs], X[(m0 + 3) * x_rs + (n0 + 3) * x_cs]), 0, C + (m0 + 3) * N + n0);
+        } else {
+            float acc[4][4];
+            for (int i = 0; i < 4; ++i) for (int j = 0; j < 4; ++j) acc[i][j] = (0.0f);
+            const int rows = min(4, M - m0);
+            const int cols = min(4, N - n0);
+            for (int kk = 0; kk < K; ++kk) {
+                for (int i = 0; i < rows; ++i) {
+                    const float av = A[(m0 + i) * a_rs + kk];
+                    for (int j = 0; j < cols; ++j) {
+                        acc[i][j] += av * B[kk + (n0 + j) * b_cs];
+                    }
                 }
             }
-        }
-        for (int i = 0; i < rows; ++i) for (int j = 0; j < cols; ++j) {
-            C[(m0 + i) * N + (n0 + j)] = acc[i][j] + X[(m0 + i) * x_rs + (n0 + j) * x_cs];
+            for (int i = 0; i < rows; ++i) for (int j = 0; j < cols; ++j) {
+                C[(m0 + i) * N + (n0 + j)] = acc[i][j] + X[(m0 + i) * x_rs + (n0 + j) * x_cs];
+            }
         }
     }
 }
@@ -326,10 +330,32 @@ __kernel void pointwise_f6a705dc15(
     out0[out0_off + i] = v2;
 }
 
-// kernel matmul_blocked_kn_e3c77805ac: 1 launch per run
-//   launch sizes: global 8x8x1, local 8x8x1: 1 launch
+// kernel matmul_blocked_kn_24942432e1: 1 launch per run
+//   launch sizes: global 4x8x1, local 4x8x1: 1 launch
 //   computes 1 graph node: matmul
-__kernel void matmul_blocked_kn_e3c77805ac(
+float16 matmul_load_float16(const __global float* src, const int inside) {
+    if (inside >= 16) return vload16(0, src);
+    float16 v = (float16)((0.0f));
+    if (0 < inside) v.s0 = src[0];
+    if (1 < inside) v.s1 = src[1];
+    if (2 < inside) v.s2 = src[2];
+    if (3 < inside) v.s3 = src[3];
+    if (4 < inside) v.s4 = src[4];
+    if (5 < inside) v.s5 = src[5];
+    if (6 < inside) v.s6 = src[6];
+    if (7 < inside) v.s7 = src[7];
+    if (8 < inside) v.s8 = src[8];
+    if (9 < inside) v.s9 = src[9];
+    if (10 < inside) v.sa = src[10];
+    if (11 < inside) v.sb = src[11];
+    if (12 < inside) v.sc = src[12];
+    if (13 < inside) v.sd = src[13];
+    if (14 < inside) v.se = src[14];
+    if (15 < inside) v.sf = src[15];
+    return v;
+}
+
+__kernel void matmul_blocked_kn_24942432e1(
     const int M,
     const int N,
     const int K,
@@ -351,63 +377,57 @@ __kernel void matmul_blocked_kn_e3c77805ac(
     const __global float* A = a + a_off + batch * a_bs;
     const __global float* B = b + b_off + batch * b_bs;
     __global float* C = c + c_off + batch * c_bs;
-    const int n0 = get_global_id(0) * 4;
-    const int m0 = get_global_id(1) * 4;
-    if (m0 >= M || n0 >= N) return;
-    if (m0 + 4 <= M && n0 + 4 <= N) {
-        float4 acc0 = (float4)((0.0f));
-        float4 acc1 = (float4)((0.0f));
-        float4 acc2 = (float4)((0.0f));
-        float4 acc3 = (float4)((0.0f));
-        const int k4 = K - K % 4;
-        for (int kk = 0; kk < k4; kk += 4) {
-            const float4 ar0 = vload4(0, A + (m0 + 0) * a_rs + kk);
-            const float4 ar1 = vload4(0, A + (m0 + 1) * a_rs + kk);
-            const float4 ar2 = vload4(0, A + (m0 + 2) * a_rs + kk);
-            const float4 ar3 = vload4(0, A + (m0 + 3) * a_rs + kk);
-            const float4 br0 = vload4(0, B + (kk + 0) * b_rs + n0);
-            const float4 br1 = vload4(0, B + (kk + 1) * b_rs + n0);
-            const float4 br2 = vload4(0, B + (kk + 2) * b_rs + n0);
-            const float4 br3 = vload4(0, B + (kk + 3) * b_rs + n0);
-            acc0 += ar0.s0 * br0 + ar0.s1 * br1 + ar0.s2 * br2 + ar0.s3 * br3;
-            acc1 += ar1.s0 * br0 + ar1.s1 * br1 + ar1.s2 * br2 + ar1.s3 * br3;
-            acc2 += ar2.s0 * br0 + ar2.s1 * br1 + ar2.s2 * br2 + ar2.s3 * br3;
-            acc3 += ar3.s0 * br0 + ar3.s1 * br1 + ar3.s2 * br2 + ar3.s3 * br3;
-        }
-        for (int kk = k4; kk < K; ++kk) {
-            const float4 bv = vload4(0, B + (kk) * b_rs + n0);
-            acc0 += A[(m0 + 0) * a_rs + kk * a_cs] * bv;
-            acc1 += A[(m0 + 1) * a_rs + kk * a_cs] * bv;
-            acc2 += A[(m0 + 2) * a_rs + kk * a_cs] * bv;
-            acc3 += A[(m0 + 3) * a_rs + kk * a_cs] * bv;
-        }
-        vstore4(acc0, 0, C + (m0 + 0) * N + n0);
-        vstore4(acc1, 0, C + (m0 + 1) * N + n0);
-        vstore4(acc2, 0, C + (m0 + 2) * N + n0);
-        vstore4(acc3, 0, C + (m0 + 3) * N + n0);
-    } else {
-        float acc[4][4];
-        for (int i = 0; i < 4; ++i) for (int j = 0; j < 4; ++j) acc[i][j] = (0.0f);
-        const int rows = min(4, M - m0);
-        const int cols = min(4, N - n0);
-        for (int kk = 0; kk < K; ++kk) {
-            for (int i = 0; i < rows; ++i) {
-                const float av = A[(m0 + i) * a_rs + kk * a_cs];
-                for (int j = 0; j < cols; ++j) {
-                    acc[i][j] += av * B[kk * b_rs + (n0 + j) * b_cs];
-                }
+    __local float tile_a[4096];
+    __local float tile_b[4096];
+    const int tx = get_local_id(0);
+    const int ty = get_local_id(1);
+    const int item = ty * 4 + tx;
+    const int gm = get_group_id(1) * 64;
+    const int gn = get_group_id(0) * 64;
+    float16 acc[8];
+    for (int i = 0; i < 8; ++i) acc[i] = (float16)((0.0f));
+    for (int k0 = 0; k0 < K; k0 += 64) {
+        const int kn = min(64, K - k0);
+        for (int r = item; r < 64; r += 32) {
+            const __global float* src = A + (gm + r) * a_rs + k0;
+            const int inside = r < M - gm ? kn : 0;
+            for (int c = 0; c < 64; c += 16) {
+                vstore16(matmul_load_float16(src + c, inside - c), 0, tile_a + r * 64 + c);
             }
         }
-        for (int i = 0; i < rows; ++i) for (int j = 0; j < cols; ++j) {
-            C[(m0 + i) * N + (n0 + j)] = acc[i][j];
+        for (int r = item; r < 64; r += 32) {
+            const __global float* src = B + (k0 + r) * b_rs + gn;
+            const int inside = r < kn ? N - gn : 0;
+            for (int c = 0; c < 64; c += 16) {
+                vstore16(matmul_load_float16(src + c, inside - c), 0, tile_b + r * 64 + c);
+            }
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int kk = 0; kk < kn; ++kk) {
+            const float16 bv = vload16(0, tile_b + kk * 64 + tx * 16);
+            for (int i = 0; i < 8; ++i) acc[i] += tile_a[(ty * 8 + i) * 64 + kk] * bv;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    const int m0 = gm + ty * 8;
+    const int n0 = gn + tx * 16;
+    float row[16];
+    for (int i = 0; i < 8 && m0 + i < M; ++i) {
+        if (n0 + 16 <= N) {
+            vstore16(acc[i], 0, C + (m0 + i) * N + n0);
+            continue;
+        }
+        vstore16(acc[i], 0, row);
+        for (int j = 0; j < 16 && n0 + j < N; ++j) {
+            C[(m0 + i) * N + (n0 + j)] = row[j];
         }
     }
 }
 
-// kernel matmul_blocked_mn_f11bcc0a0f: 2 launches per run
-//   launch sizes: global 8x8x1, local 8x8x1: 2 launches
+// kernel matmul_blocked_mn_b70ecd3194: 2 launches per run
+//   launch sizes: global 4x8x1, local 4x8x1: 2 launches
 //   computes 2 graph nodes: matmul_19, matmul_25
-__kernel void matmul_blocked_mn_f11bcc0a0f(
+__kernel void matmul_blocked_mn_b70ecd3194(
     const int M,
     const int N,
     const int K,
@@ -429,55 +449,49 @@ __kernel void matmul_blocked_mn_f11bcc0a0f(
     const __global float* A = a + a_off + batch * a_bs;
     const __global float* B = b + b_off + batch * b_bs;
     __global float* C = c + c_off + batch * c_bs;
-    const int n0 = get_global_id(0) * 4;
-    const int m0 = get_global_id(1) * 4;
-    if (m0 >= M || n0 >= N) return;
-    if (m0 + 4 <= M && n0 + 4 <= N) {
-        float4 acc0 = (float4)((0.0f));
-        float4 acc1 = (float4)((0.0f));
-        float4 acc2 = (float4)((0.0f));
-        float4 acc3 = (float4)((0.0f));
-        const int k4 = K - K % 4;
-        for (int kk = 0; kk < k4; kk += 4) {
-            const float4 ac0 = vload4(0, A + (kk + 0) * a_cs + m0);
-            const float4 ac1 = vload4(0, A + (kk + 1) * a_cs + m0);
-            const float4 ac2 = vload4(0, A + (kk + 2) * a_cs + m0);
-            const float4 ac3 = vload4(0, A + (kk + 3) * a_cs + m0);
-            const float4 br0 = vload4(0, B + (kk + 0) * b_rs + n0);
-            const float4 br1 = vload4(0, B + (kk + 1) * b_rs + n0);
-            const float4 br2 = vload4(0, B + (kk + 2) * b_rs + n0);
-            const float4 br3 = vload4(0, B + (kk + 3) * b_rs + n0);
-            acc0 += ac0.s0 * br0 + ac1.s0 * br1 + ac2.s0 * br2 + ac3.s0 * br3;
-            acc1 += ac0.s1 * br0 + ac1.s1 * br1 + ac2.s1 * br2 + ac3.s1 * br3;
-            acc2 += ac0.s2 * br0 + ac1.s2 * br1 + ac2.s2 * br2 + ac3.s2 * br3;
-            acc3 += ac0.s3 * br0 + ac1.s3 * br1 + ac2.s3 * br2 + ac3.s3 * br3;
-        }
-        for (int kk = k4; kk < K; ++kk) {
-            const float4 bv = vload4(0, B + (kk) * b_rs + n0);
-            acc0 += A[(m0 + 0) * a_rs + kk * a_cs] * bv;
-            acc1 += A[(m0 + 1) * a_rs + kk * a_cs] * bv;
-            acc2 += A[(m0 + 2) * a_rs + kk * a_cs] * bv;
-            acc3 += A[(m0 + 3) * a_rs + kk * a_cs] * bv;
-        }
-        vstore4(acc0, 0, C + (m0 + 0) * N + n0);
-        vstore4(acc1, 0, C + (m0 + 1) * N + n0);
-        vstore4(acc2, 0, C + (m0 + 2) * N + n0);
-        vstore4(acc3, 0, C + (m0 + 3) * N + n0);
-    } else {
-        float acc[4][4];
-        for (int i = 0; i < 4; ++i) for (int j = 0; j < 4; ++j) acc[i][j] = (0.0f);
-        const int rows = min(4, M - m0);
-        const int cols = min(4, N - n0);
-        for (int kk = 0; kk < K; ++kk) {
-            for (int i = 0; i < rows; ++i) {
-                const float av = A[(m0 + i) * a_rs + kk * a_cs];
-                for (int j = 0; j < cols; ++j) {
-                    acc[i][j] += av * B[kk * b_rs + (n0 + j) * b_cs];
-                }
+    __local float tile_a[4096];
+    __local float tile_b[4096];
+    const int tx = get_local_id(0);
+    const int ty = get_local_id(1);
+    const int item = ty * 4 + tx;
+    const int gm = get_group_id(1) * 64;
+    const int gn = get_group_id(0) * 64;
+    float16 acc[8];
+    for (int i = 0; i < 8; ++i) acc[i] = (float16)((0.0f));
+    for (int k0 = 0; k0 < K; k0 += 64) {
+        const int kn = min(64, K - k0);
+        for (int r = item; r < 64; r += 32) {
+            const __global float* src = A + (k0 + r) * a_cs + gm;
+            const int inside = r < kn ? M - gm : 0;
+            for (int c = 0; c < 64; c += 16) {
+                vstore16(matmul_load_float16(src + c, inside - c), 0, tile_a + r * 64 + c);
             }
         }
-        for (int i = 0; i < rows; ++i) for (int j = 0; j < cols; ++j) {
-            C[(m0 + i) * N + (n0 + j)] = acc[i][j];
+        for (int r = item; r < 64; r += 32) {
+            const __global float* src = B + (k0 + r) * b_rs + gn;
+            const int inside = r < kn ? N - gn : 0;
+            for (int c = 0; c < 64; c += 16) {
+                vstore16(matmul_load_float16(src + c, inside - c), 0, tile_b + r * 64 + c);
+            }
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int kk = 0; kk < kn; ++kk) {
+            const float16 bv = vload16(0, tile_b + kk * 64 + tx * 16);
+            for (int i = 0; i < 8; ++i) acc[i] += tile_a[kk * 64 + ty * 8 + i] * bv;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    const int m0 = gm + ty * 8;
+    const int n0 = gn + tx * 16;
+    float row[16];
+    for (int i = 0; i < 8 && m0 + i < M; ++i) {
+        if (n0 + 16 <= N) {
+            vstore16(acc[i], 0, C + (m0 + i) * N + n0);
+            continue;
+        }
+        vstore16(acc[i], 0, row);
+        for (int j = 0; j < 16 && n0 + j < N; ++j) {
+            C[(m0 + i) * N + (n0 + j)] = row[j];
         }
     }
 }
