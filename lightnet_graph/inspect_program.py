@@ -9,7 +9,6 @@ is how the OpenCL golden files are made.
 from __future__ import annotations
 
 import json
-import re
 import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -144,9 +143,6 @@ def kernels_text(listing: ProgramListing) -> str:
     return "\n".join(lines) + "\n"
 
 
-_KERNEL_START = re.compile(r"^__kernel\b", re.MULTILINE)
-
-
 def kernels_cl(listing: ProgramListing) -> str:
     """Return every distinct kernel in one OpenCL C file that builds on its own.
 
@@ -155,19 +151,19 @@ def kernels_cl(listing: ProgramListing) -> str:
     would not compile, so each block before a ``__kernel`` (a helper or a
     pragma) is written once, before the first kernel that uses it.
     """
+    from lightnet_graph.backends.opencl.kernels.common import split_preamble
+
     lines = _program_header(listing)
     lines.append("// launch sizes and arguments of every launch: schedule.json")
     written: set[str] = set()
     for kernel in listing.kernels:
-        start = _KERNEL_START.search(kernel.source)
-        cut = 0 if start is None else start.start()
-        blocks = [b.strip() for b in kernel.source[:cut].split("\n\n") if b.strip()]
+        blocks, text = split_preamble(kernel.source)
         lines += ["", *kernel_header(listing, kernel)]
         for block in blocks:
             if block not in written:
                 written.add(block)
                 lines += [block, ""]
-        lines.append(kernel.source[cut:].rstrip("\n"))
+        lines.append(text.rstrip("\n"))
     return "\n".join(lines) + "\n"
 
 

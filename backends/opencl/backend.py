@@ -42,6 +42,10 @@ class OpenCLBackend:
     passed to the OpenCL compiler: none by default, so no fast-math unless
     asked for, e.g. "-cl-fast-relaxed-math". ``matmul`` forces the "tiled"
     or "blocked" matrix-product variant instead of choosing per device.
+    ``store_binaries`` writes built programs to the cache folder
+    (``cache_dir``, else $LIGHTNET_CACHE_DIR or the user's cache folder);
+    by default every driver's are stored except PoCL's, which caches its
+    own builds.
     """
 
     name = "opencl"
@@ -54,6 +58,7 @@ class OpenCLBackend:
         build_options: str = "",
         matmul: str | None = None,
         cache_dir: str | Path | None = None,
+        store_binaries: bool | None = None,
     ) -> None:
         if matmul not in (None, "tiled", "blocked"):
             raise ValueError(f"matmul={matmul!r}; use 'tiled', 'blocked' or None")
@@ -62,6 +67,7 @@ class OpenCLBackend:
         self.build_options = build_options
         self.options = Options(matmul=matmul)
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
+        self.store_binaries = store_binaries
 
     @staticmethod
     def gpu_available() -> bool:
@@ -87,11 +93,8 @@ class OpenCLBackend:
             profile.describe(),
         )
         context, queue, cache = self._session(device)
-        programs = {}
-        for launch in schedule.launches:
-            kernel = launch.kernel
-            if kernel.name not in programs:
-                programs[kernel.name] = cache.build(kernel.name, kernel.source)
+        kernels = {launch.kernel.name: launch.kernel for launch in schedule.launches}
+        programs = cache.build_programs(list(kernels.values()))
         logger.debug(
             "opencl: %d launches of %d kernels planned and built in %.2f s",
             len(schedule.launches),
@@ -114,14 +117,16 @@ class OpenCLBackend:
     def _session(self, device: Any) -> tuple[Any, Any, ProgramCache]:
         cl = import_pyopencl()
         directory = self.cache_dir or default_cache_dir()
-        key = (device.int_ptr, self.build_options, directory)
+        key = (device.int_ptr, self.build_options, directory, self.store_binaries)
         session = _SESSIONS.get(key)
         if session is None:
             context = cl.Context([device])
             queue = cl.CommandQueue(
                 context, properties=cl.command_queue_properties.PROFILING_ENABLE
             )
-            cache = ProgramCache(context, device, directory, self.build_options)
+            cache = ProgramCache(
+                context, device, directory, self.build_options, self.store_binaries
+            )
             session = _SESSIONS[key] = (context, queue, cache)
         return session
 

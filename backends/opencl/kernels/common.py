@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -166,3 +168,33 @@ class KernelBuilder:
         return KernelSource(
             name, text.replace("KERNEL_NAME", name), self.kind
         ), self.args
+
+
+_KERNEL_START = re.compile(r"^__kernel\b", re.MULTILINE)
+
+
+def split_preamble(source: str) -> tuple[list[str], str]:
+    """Split a kernel's source into the blocks before ``__kernel`` and the kernel.
+
+    The blocks are the helper functions and pragmas that the kernel needs.
+    Two kernels may define the same helper, which one program can hold only
+    once.
+    """
+    start = _KERNEL_START.search(source)
+    cut = 0 if start is None else start.start()
+    blocks = [block.strip() for block in source[:cut].split("\n\n") if block.strip()]
+    return blocks, source[cut:]
+
+
+def program_source(kernels: Sequence[KernelSource]) -> str:
+    """Return one OpenCL C program that defines every kernel, each helper once."""
+    written: set[str] = set()
+    parts = []
+    for kernel in kernels:
+        blocks, text = split_preamble(kernel.source)
+        for block in blocks:
+            if block not in written:
+                written.add(block)
+                parts.append(block + "\n")
+        parts.append(text.rstrip("\n") + "\n")
+    return "\n".join(parts)
