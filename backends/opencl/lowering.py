@@ -36,6 +36,16 @@ class WholeKernels:
         }[name]
         handler(node)
 
+    def _reduce_shape(self, outputs: int, reduced: int) -> tuple[tuple, tuple]:
+        profile = self.profile
+        return reduce.launch_shape(
+            outputs,
+            reduced,
+            self.group,
+            profile.max_work_item_sizes[0],
+            profile.compute_units if profile.kind == "cpu" else None,
+        )
+
     def _covered(self, node: int) -> list[int]:
         """Return the node and the ops it absorbed, for inspection."""
         return [node] + self._absorbed.get(node, [])
@@ -257,9 +267,7 @@ class WholeKernels:
             count if op.name == "mean" else self.a.divisor.get(node),
             addend_access,
         )
-        global_size, local_size = reduce.launch_shape(
-            outputs, count, self.group, self.profile.max_work_item_sizes[0]
-        )
+        global_size, local_size = self._reduce_shape(outputs, count)
         self.launch(
             kernel,
             args,
@@ -299,9 +307,7 @@ class WholeKernels:
             rows,
             length,
         )
-        global_size, local_size = reduce.launch_shape(
-            rows, length, self.group, self.profile.max_work_item_sizes[0]
-        )
+        global_size, local_size = self._reduce_shape(rows, length)
         self.launch(kernel, args, global_size, local_size, [node], {out_storage})
 
     def _cross_entropy(self, node: int) -> None:
@@ -327,9 +333,7 @@ class WholeKernels:
                 rows,
                 classes,
             )
-            global_size, local_size = reduce.launch_shape(
-                rows, classes, self.group, self.profile.max_work_item_sizes[0]
-            )
+            global_size, local_size = self._reduce_shape(rows, classes)
             self.launch(kernel, args, global_size, local_size, [node], {losses})
         addend = self._addend(node, ())
         addend_access = None if addend is None else (addend[0], views.access(addend[1]))
@@ -349,9 +353,7 @@ class WholeKernels:
             count,
             addend_access,
         )
-        global_size, local_size = reduce.launch_shape(
-            1, rows, self.group, self.profile.max_work_item_sizes[0]
-        )
+        global_size, local_size = self._reduce_shape(1, rows)
         self.launch(
             kernel,
             args,
@@ -399,9 +401,7 @@ class WholeKernels:
             features,
             count,
         )
-        global_size, local_size = reduce.launch_shape(
-            features, count, self.group, self.profile.max_work_item_sizes[0]
-        )
+        global_size, local_size = self._reduce_shape(features, count)
         self.launch(kernel, args, global_size, local_size, [node], {stats})
         self._stats_cache[key] = stats
         return stats

@@ -18,9 +18,24 @@ from .common import KernelBuilder, KernelSource, literal
 
 
 def launch_shape(
-    outputs: int, reduced: int, group: int, max_x: int
+    outputs: int, reduced: int, group: int, max_x: int, cpu_cores: int | None = None
 ) -> tuple[tuple, tuple]:
-    """Return global and local sizes for ``outputs`` rows of ``reduced`` elements."""
+    """Return global and local sizes for ``outputs`` rows of ``reduced`` elements.
+
+    On a CPU device (``cpu_cores`` given) a work-group runs on one core as a
+    loop over its work-items, so lanes buy no parallelism: each output gets
+    one work-item, and the outputs are split so that every core gets a
+    work-group. That cut the char-LSTM step's softmax over 2048 rows of 65
+    from 4.5 to 0.5 ms on PoCL 3.1 (2-core AMD EPYC), where 128 lanes, 63 of
+    them idle, had reduced each pair of rows. Fewer outputs than cores keep
+    the lanes.
+    """
+    if cpu_cores is not None and outputs >= cpu_cores:
+        width = 1
+        while width * 2 <= min(group, max_x) and width * 2 * cpu_cores <= outputs:
+            width *= 2
+        groups = -(-outputs // width)
+        return (groups * width, 1), (width, 1)
     lanes = 1
     while lanes < reduced and lanes < group:
         lanes *= 2

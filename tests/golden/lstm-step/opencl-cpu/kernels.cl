@@ -234,7 +234,7 @@ __kernel void pointwise_7e338384ea(
 }
 
 // kernel reduce_sum_b6520901dc: 1 launch per run
-//   launch sizes: global 1x8, local 1x8: 1 launch
+//   launch sizes: global 1x1, local 1x1: 1 launch
 //   computes 1 graph node: sum
 __kernel void reduce_sum_b6520901dc(
     const int n_out,
@@ -368,7 +368,7 @@ __kernel void matmul_blocked_mn_b70ecd3194(
 }
 
 // kernel reduce_sum_3582aebe62: 1 launch per run
-//   launch sizes: global 16x2, local 16x2: 1 launch
+//   launch sizes: global 16x1, local 8x1: 1 launch
 //   computes 1 graph node: sum_to
 __kernel void reduce_sum_3582aebe62(
     const int n_out,

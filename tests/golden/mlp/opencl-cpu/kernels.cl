@@ -136,7 +136,7 @@ __kernel void pointwise_499e1f18cb(
 }
 
 // kernel cross_entropy_rows_164f338ff5: 1 launch per run
-//   launch sizes: global 4x4, local 4x4: 1 launch
+//   launch sizes: global 4x1, local 4x1: 1 launch
 //   computes 1 graph node: softmax_cross_entropy
 inline float lg_max_float(const float a, const float b) { return (a > b || a != a) ? a : b; }
 
@@ -201,7 +201,7 @@ __kernel void cross_entropy_rows_164f338ff5(
 }
 
 // kernel reduce_sum_div_5c89ea86e6: 1 launch per run
-//   launch sizes: global 1x4, local 1x4: 1 launch
+//   launch sizes: global 1x1, local 1x1: 1 launch
 //   computes 1 graph node: softmax_cross_entropy
 __kernel void reduce_sum_div_5c89ea86e6(
     const int n_out,
@@ -243,7 +243,7 @@ __kernel void reduce_sum_div_5c89ea86e6(
 }
 
 // kernel softmax_9c5c4d3829: 1 launch per run
-//   launch sizes: global 4x4, local 4x4: 1 launch
+//   launch sizes: global 4x1, local 4x1: 1 launch
 //   computes 1 graph node: softmax
 __kernel void softmax_9c5c4d3829(
     const int n_out,
@@ -497,8 +497,8 @@ __kernel void matmul_blocked_mn_b70ecd3194(
 }
 
 // kernel reduce_sum_3582aebe62: 2 launches per run
-//   launch sizes: global 4x4, local 4x4: 1 launch
-//                 global 8x4, local 8x4: 1 launch
+//   launch sizes: global 4x1, local 2x1: 1 launch
+//                 global 8x1, local 4x1: 1 launch
 //   computes 2 graph nodes: sum_to, sum_to_26
 __kernel void reduce_sum_3582aebe62(
     const int n_out,
