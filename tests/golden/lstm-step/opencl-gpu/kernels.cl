@@ -2,10 +2,10 @@
 // planned for device 'fixed GPU profile' (gpu, golden files)
 // launch sizes and arguments of every launch: schedule.json
 
-// kernel matmul_tiled_kk_acc_3d83a9b2ec: 2 launches per run
+// kernel matmul_tiled_kk_cd9c3d5d5f: 2 launches per run
 //   launch sizes: global 16x16x1, local 16x16x1: 2 launches
 //   computes 3 graph nodes: lstm.linear@0, lstm.matmul@0, lstm.add@0
-__kernel __attribute__((reqd_work_group_size(16, 16, 1))) void matmul_tiled_kk_acc_3d83a9b2ec(
+__kernel __attribute__((reqd_work_group_size(16, 16, 1))) void matmul_tiled_kk_cd9c3d5d5f(
     const int M,
     const int N,
     const int K,
@@ -26,7 +26,8 @@ __kernel __attribute__((reqd_work_group_size(16, 16, 1))) void matmul_tiled_kk_a
     const int x_off,
     const int x_rs,
     const int x_cs,
-    const int x_bs)
+    const int x_bs,
+    const int has_x)
 {
     const int batch = get_global_id(2);
     const __global float* A = a + a_off + batch * a_bs;
@@ -52,7 +53,7 @@ __kernel __attribute__((reqd_work_group_size(16, 16, 1))) void matmul_tiled_kk_a
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     if (row < M && col < N) {
-        C[(row) * N + (col)] = acc + X[(row) * x_rs + (col) * x_cs];
+        C[(row) * N + (col)] = has_x ? acc + X[(row) * x_rs + (col) * x_cs] : acc;
     }
 }
 
@@ -211,10 +212,10 @@ __kernel void reduce_sum_b6520901dc(
     }
 }
 
-// kernel matmul_tiled_mn_74233e8a7d: 1 launch per run
+// kernel matmul_tiled_mn_cd9c3d5d5f: 1 launch per run
 //   launch sizes: global 16x16x1, local 16x16x1: 1 launch
 //   computes 1 graph node: matmul_77
-__kernel __attribute__((reqd_work_group_size(16, 16, 1))) void matmul_tiled_mn_74233e8a7d(
+__kernel __attribute__((reqd_work_group_size(16, 16, 1))) void matmul_tiled_mn_cd9c3d5d5f(
     const int M,
     const int N,
     const int K,
@@ -230,12 +231,19 @@ __kernel __attribute__((reqd_work_group_size(16, 16, 1))) void matmul_tiled_mn_7
     const int b_off,
     const int b_rs,
     const int b_cs,
-    const int b_bs)
+    const int b_bs,
+    __global const float* x,
+    const int x_off,
+    const int x_rs,
+    const int x_cs,
+    const int x_bs,
+    const int has_x)
 {
     const int batch = get_global_id(2);
     const __global float* A = a + a_off + batch * a_bs;
     const __global float* B = b + b_off + batch * b_bs;
     __global float* C = c + c_off + batch * c_bs;
+    const __global float* X = x + x_off + batch * x_bs;
     const int tx = get_local_id(0);
     const int ty = get_local_id(1);
     const int col = get_group_id(0) * 16 + tx;
@@ -255,7 +263,7 @@ __kernel __attribute__((reqd_work_group_size(16, 16, 1))) void matmul_tiled_mn_7
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     if (row < M && col < N) {
-        C[(row) * N + (col)] = acc;
+        C[(row) * N + (col)] = has_x ? acc + X[(row) * x_rs + (col) * x_cs] : acc;
     }
 }
 
@@ -300,10 +308,10 @@ __kernel void reduce_sum_3582aebe62(
     }
 }
 
-// kernel matmul_tiled_mk_74233e8a7d: 1 launch per run
+// kernel matmul_tiled_mk_cd9c3d5d5f: 1 launch per run
 //   launch sizes: global 16x16x1, local 16x16x1: 1 launch
 //   computes 1 graph node: matmul
-__kernel __attribute__((reqd_work_group_size(16, 16, 1))) void matmul_tiled_mk_74233e8a7d(
+__kernel __attribute__((reqd_work_group_size(16, 16, 1))) void matmul_tiled_mk_cd9c3d5d5f(
     const int M,
     const int N,
     const int K,
@@ -319,12 +327,19 @@ __kernel __attribute__((reqd_work_group_size(16, 16, 1))) void matmul_tiled_mk_7
     const int b_off,
     const int b_rs,
     const int b_cs,
-    const int b_bs)
+    const int b_bs,
+    __global const float* x,
+    const int x_off,
+    const int x_rs,
+    const int x_cs,
+    const int x_bs,
+    const int has_x)
 {
     const int batch = get_global_id(2);
     const __global float* A = a + a_off + batch * a_bs;
     const __global float* B = b + b_off + batch * b_bs;
     __global float* C = c + c_off + batch * c_bs;
+    const __global float* X = x + x_off + batch * x_bs;
     const int tx = get_local_id(0);
     const int ty = get_local_id(1);
     const int col = get_group_id(0) * 16 + tx;
@@ -344,6 +359,6 @@ __kernel __attribute__((reqd_work_group_size(16, 16, 1))) void matmul_tiled_mk_7
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     if (row < M && col < N) {
-        C[(row) * N + (col)] = acc;
+        C[(row) * N + (col)] = has_x ? acc + X[(row) * x_rs + (col) * x_cs] : acc;
     }
 }

@@ -2,10 +2,10 @@
 // planned for device 'fixed CPU profile' (cpu, golden files)
 // launch sizes and arguments of every launch: schedule.json
 
-// kernel matmul_blocked_kk_acc_567c046cb7: 2 launches per run
+// kernel matmul_blocked_kk_957d9628b0: 2 launches per run
 //   launch sizes: global 4x8x1, local 4x8x1: 2 launches
 //   computes 2 graph nodes: linear, linear_8
-__kernel void matmul_blocked_kk_acc_567c046cb7(
+__kernel void matmul_blocked_kk_957d9628b0(
     const int M,
     const int N,
     const int K,
@@ -26,7 +26,8 @@ __kernel void matmul_blocked_kk_acc_567c046cb7(
     const int x_off,
     const int x_rs,
     const int x_cs,
-    const int x_bs)
+    const int x_bs,
+    const int has_x)
 {
     const int batch = get_global_id(2);
     const __global float* A = a + a_off + batch * a_bs;
@@ -94,10 +95,10 @@ __kernel void matmul_blocked_kk_acc_567c046cb7(
                 row2 += A[(m0 + 2) * a_rs + kk] * bv;
                 row3 += A[(m0 + 3) * a_rs + kk] * bv;
             }
-            vstore4(row0 + (float4)(X[(m0 + 0) * x_rs + (n0 + 0) * x_cs], X[(m0 + 0) * x_rs + (n0 + 1) * x_cs], X[(m0 + 0) * x_rs + (n0 + 2) * x_cs], X[(m0 + 0) * x_rs + (n0 + 3) * x_cs]), 0, C + (m0 + 0) * N + n0);
-            vstore4(row1 + (float4)(X[(m0 + 1) * x_rs + (n0 + 0) * x_cs], X[(m0 + 1) * x_rs + (n0 + 1) * x_cs], X[(m0 + 1) * x_rs + (n0 + 2) * x_cs], X[(m0 + 1) * x_rs + (n0 + 3) * x_cs]), 0, C + (m0 + 1) * N + n0);
-            vstore4(row2 + (float4)(X[(m0 + 2) * x_rs + (n0 + 0) * x_cs], X[(m0 + 2) * x_rs + (n0 + 1) * x_cs], X[(m0 + 2) * x_rs + (n0 + 2) * x_cs], X[(m0 + 2) * x_rs + (n0 + 3) * x_cs]), 0, C + (m0 + 2) * N + n0);
-            vstore4(row3 + (float4)(X[(m0 + 3) * x_rs + (n0 + 0) * x_cs], X[(m0 + 3) * x_rs + (n0 + 1) * x_cs], X[(m0 + 3) * x_rs + (n0 + 2) * x_cs], X[(m0 + 3) * x_rs + (n0 + 3) * x_cs]), 0, C + (m0 + 3) * N + n0);
+            vstore4((has_x ? row0 + (float4)(X[(m0 + 0) * x_rs + (n0 + 0) * x_cs], X[(m0 + 0) * x_rs + (n0 + 1) * x_cs], X[(m0 + 0) * x_rs + (n0 + 2) * x_cs], X[(m0 + 0) * x_rs + (n0 + 3) * x_cs]) : row0), 0, C + (m0 + 0) * N + n0);
+            vstore4((has_x ? row1 + (float4)(X[(m0 + 1) * x_rs + (n0 + 0) * x_cs], X[(m0 + 1) * x_rs + (n0 + 1) * x_cs], X[(m0 + 1) * x_rs + (n0 + 2) * x_cs], X[(m0 + 1) * x_rs + (n0 + 3) * x_cs]) : row1), 0, C + (m0 + 1) * N + n0);
+            vstore4((has_x ? row2 + (float4)(X[(m0 + 2) * x_rs + (n0 + 0) * x_cs], X[(m0 + 2) * x_rs + (n0 + 1) * x_cs], X[(m0 + 2) * x_rs + (n0 + 2) * x_cs], X[(m0 + 2) * x_rs + (n0 + 3) * x_cs]) : row2), 0, C + (m0 + 2) * N + n0);
+            vstore4((has_x ? row3 + (float4)(X[(m0 + 3) * x_rs + (n0 + 0) * x_cs], X[(m0 + 3) * x_rs + (n0 + 1) * x_cs], X[(m0 + 3) * x_rs + (n0 + 2) * x_cs], X[(m0 + 3) * x_rs + (n0 + 3) * x_cs]) : row3), 0, C + (m0 + 3) * N + n0);
         } else {
             float acc[4][4];
             for (int i = 0; i < 4; ++i) for (int j = 0; j < 4; ++j) acc[i][j] = (0.0f);
@@ -112,7 +113,7 @@ __kernel void matmul_blocked_kk_acc_567c046cb7(
                 }
             }
             for (int i = 0; i < rows; ++i) for (int j = 0; j < cols; ++j) {
-                C[(m0 + i) * N + (n0 + j)] = acc[i][j] + X[(m0 + i) * x_rs + (n0 + j) * x_cs];
+                C[(m0 + i) * N + (n0 + j)] = has_x ? acc[i][j] + X[(m0 + i) * x_rs + (n0 + j) * x_cs] : acc[i][j];
             }
         }
     }
@@ -330,7 +331,7 @@ __kernel void pointwise_f6a705dc15(
     out0[out0_off + i] = v2;
 }
 
-// kernel matmul_blocked_kn_24942432e1: 1 launch per run
+// kernel matmul_blocked_kn_bdb7d67201: 1 launch per run
 //   launch sizes: global 4x8x1, local 4x8x1: 1 launch
 //   computes 1 graph node: matmul
 float16 matmul_load_float16(const __global float* src, const int inside) {
@@ -355,7 +356,7 @@ float16 matmul_load_float16(const __global float* src, const int inside) {
     return v;
 }
 
-__kernel void matmul_blocked_kn_24942432e1(
+__kernel void matmul_blocked_kn_bdb7d67201(
     const int M,
     const int N,
     const int K,
@@ -371,12 +372,19 @@ __kernel void matmul_blocked_kn_24942432e1(
     const int b_off,
     const int b_rs,
     const int b_cs,
-    const int b_bs)
+    const int b_bs,
+    __global const float* x,
+    const int x_off,
+    const int x_rs,
+    const int x_cs,
+    const int x_bs,
+    const int has_x)
 {
     const int batch = get_global_id(2);
     const __global float* A = a + a_off + batch * a_bs;
     const __global float* B = b + b_off + batch * b_bs;
     __global float* C = c + c_off + batch * c_bs;
+    const __global float* X = x + x_off + batch * x_bs;
     __local float tile_a[4096];
     __local float tile_b[4096];
     const int tx = get_local_id(0);
@@ -413,21 +421,21 @@ __kernel void matmul_blocked_kn_24942432e1(
     const int n0 = gn + tx * 16;
     float row[16];
     for (int i = 0; i < 8 && m0 + i < M; ++i) {
-        if (n0 + 16 <= N) {
+        if (!has_x && n0 + 16 <= N) {
             vstore16(acc[i], 0, C + (m0 + i) * N + n0);
             continue;
         }
         vstore16(acc[i], 0, row);
         for (int j = 0; j < 16 && n0 + j < N; ++j) {
-            C[(m0 + i) * N + (n0 + j)] = row[j];
+            C[(m0 + i) * N + (n0 + j)] = has_x ? row[j] + X[(m0 + i) * x_rs + (n0 + j) * x_cs] : row[j];
         }
     }
 }
 
-// kernel matmul_blocked_mn_b70ecd3194: 2 launches per run
+// kernel matmul_blocked_mn_ae93caf985: 2 launches per run
 //   launch sizes: global 4x8x1, local 4x8x1: 2 launches
 //   computes 2 graph nodes: matmul_19, matmul_25
-__kernel void matmul_blocked_mn_b70ecd3194(
+__kernel void matmul_blocked_mn_ae93caf985(
     const int M,
     const int N,
     const int K,
@@ -443,12 +451,19 @@ __kernel void matmul_blocked_mn_b70ecd3194(
     const int b_off,
     const int b_rs,
     const int b_cs,
-    const int b_bs)
+    const int b_bs,
+    __global const float* x,
+    const int x_off,
+    const int x_rs,
+    const int x_cs,
+    const int x_bs,
+    const int has_x)
 {
     const int batch = get_global_id(2);
     const __global float* A = a + a_off + batch * a_bs;
     const __global float* B = b + b_off + batch * b_bs;
     __global float* C = c + c_off + batch * c_bs;
+    const __global float* X = x + x_off + batch * x_bs;
     __local float tile_a[4096];
     __local float tile_b[4096];
     const int tx = get_local_id(0);
@@ -485,13 +500,13 @@ __kernel void matmul_blocked_mn_b70ecd3194(
     const int n0 = gn + tx * 16;
     float row[16];
     for (int i = 0; i < 8 && m0 + i < M; ++i) {
-        if (n0 + 16 <= N) {
+        if (!has_x && n0 + 16 <= N) {
             vstore16(acc[i], 0, C + (m0 + i) * N + n0);
             continue;
         }
         vstore16(acc[i], 0, row);
         for (int j = 0; j < 16 && n0 + j < N; ++j) {
-            C[(m0 + i) * N + (n0 + j)] = row[j];
+            C[(m0 + i) * N + (n0 + j)] = has_x ? row[j] + X[(m0 + i) * x_rs + (n0 + j) * x_cs] : row[j];
         }
     }
 }
