@@ -64,10 +64,11 @@ class ProgramCache:
     ) -> None:
         self.cl = import_pyopencl()
         if store_binaries is None:
-            # PoCL compiles every kernel for any work-group size when asked
-            # for a binary (5.8 s for the char-LSTM step's 20 kernels, against
-            # 0.7 s to build them), and it caches its own builds by source
-            # in POCL_CACHE_DIR, so a second process rebuilds in about 0.04 s.
+            # Asked for a binary, PoCL compiles every kernel for any
+            # work-group size: 5.8 s for the char-LSTM step's 20 kernels,
+            # against 0.7 s to build them. PoCL also caches its own builds
+            # by source in POCL_CACHE_DIR, where a second process finds the
+            # program in about 0.04 s.
             store_binaries = device.platform.name != POCL_PLATFORM
         self.store_binaries = store_binaries
         self.context = context
@@ -111,7 +112,10 @@ class ProgramCache:
                 for kernel in kernels
             }
             logger.warning(
-                "built %d kernels as separate programs: %s", len(kernels), error
+                "one program of %d kernels failed to build, so each kernel was "
+                "built as its own program: %s",
+                len(kernels),
+                error,
             )
             return programs
         return dict.fromkeys((kernel.name for kernel in kernels), program)
