@@ -62,3 +62,23 @@ def import_pyopencl():
 
         return pyopencl
     return pytest.importorskip("pyopencl")
+
+
+def fake_profile(
+    kind: str, max_group: int = 256, local_mem: int = 32 * 1024, compute_units: int = 1
+):
+    """Return a DeviceProfile of an imagined "cpu" or "gpu" device, for planning only."""
+    from lightnet_graph.backends.opencl.device import DeviceProfile
+
+    return DeviceProfile(
+        name=f"fake {kind}",
+        kind=kind,
+        max_work_group_size=max_group,
+        max_work_item_sizes=(max_group, max_group, 64),
+        local_mem_size=local_mem,
+        local_mem_dedicated=kind == "gpu",
+        max_mem_alloc_size=2**30,
+        global_mem_size=2**32,
+        fp64=True,
+        compute_units=compute_units,
+    )

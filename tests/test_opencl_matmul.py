@@ -16,7 +16,7 @@ import pytest
 from lightnet_graph.backends.opencl.device import DeviceProfile
 from lightnet_graph.backends.opencl.kernels.matmul import choose_variant
 from lightnet_graph.backends.opencl.plan import build_schedule
-from opencl_support import import_pyopencl, opencl_backend
+from opencl_support import fake_profile, import_pyopencl, opencl_backend
 
 import lightnet_graph as lg
 from lightnet_graph.gradcheck import compare
@@ -83,26 +83,12 @@ def test_tiled_matmul_1031():
     _check_products("tiled", (1031,), "a @ b.T")
 
 
-def _profile(kind: str, max_group: int, local_mem: int) -> DeviceProfile:
-    return DeviceProfile(
-        name=f"fake {kind}",
-        kind=kind,
-        max_work_group_size=max_group,
-        max_work_item_sizes=(max_group, max_group, 64),
-        local_mem_size=local_mem,
-        local_mem_dedicated=kind == "gpu",
-        max_mem_alloc_size=2**30,
-        global_mem_size=2**32,
-        fp64=True,
-    )
-
-
 @pytest.mark.parametrize(
     ("max_group", "local_mem", "tile"),
     [(1024, 48 * 1024, 32), (256, 48 * 1024, 16), (1024, 4 * 1024, 16), (64, 2048, 8)],
 )
 def test_gpu_profile_gets_tiled_variant(max_group: int, local_mem: int, tile: int):
-    variant = choose_variant(_profile("gpu", max_group, local_mem), "float32")
+    variant = choose_variant(fake_profile("gpu", max_group, local_mem), "float32")
     assert variant.kind == "tiled"
     assert variant.tile == tile
     assert variant.local == (tile, tile)
@@ -116,7 +102,7 @@ def test_gpu_profile_gets_tiled_variant(max_group: int, local_mem: int, tile: in
 def test_cpu_profile_gets_register_blocked_variant(
     max_group: int, local_mem: int, dtype: str
 ):
-    variant = choose_variant(_profile("cpu", max_group, local_mem), dtype)
+    variant = choose_variant(fake_profile("cpu", max_group, local_mem), dtype)
     local_x, local_y = variant.local
     slices = (variant.block_m * local_y + variant.block_n * local_x) * variant.depth
     assert variant.kind == "blocked"
@@ -138,7 +124,7 @@ def _matmul_sources(profile: DeviceProfile) -> list[str]:
 
 
 def test_gpu_kernel_stages_tiles_in_local_memory():
-    sources = _matmul_sources(_profile("gpu", 256, 32 * 1024))
+    sources = _matmul_sources(fake_profile("gpu", 256, 32 * 1024))
     assert sources
     for source in sources:
         assert "__local float tile_a[16][17]" in source
@@ -146,7 +132,7 @@ def test_gpu_kernel_stages_tiles_in_local_memory():
 
 
 def test_cpu_kernel_stages_slices_and_blocks_in_registers():
-    sources = _matmul_sources(_profile("cpu", 4096, 1 << 20))
+    sources = _matmul_sources(fake_profile("cpu", 4096, 1 << 20))
     staged = [source for source in sources if "matmul_blocked_kk" not in source]
     assert staged
     for source in staged:
@@ -157,7 +143,7 @@ def test_cpu_kernel_stages_slices_and_blocks_in_registers():
 
 
 def test_cpu_kernel_streams_rows_along_k():
-    sources = _matmul_sources(_profile("cpu", 4096, 1 << 20))
+    sources = _matmul_sources(fake_profile("cpu", 4096, 1 << 20))
     streamed = [source for source in sources if "matmul_blocked_kk" in source]
     assert streamed
     for source in streamed:
@@ -206,7 +192,7 @@ def test_blocked_matmul_batch_addend_edges(layout: str, dtype: str):
         assert launch.global_size[2] == 3, launch
 
 
-def test_products_with_and_without_addend_share_kernel():
+def test_addend_flag_shares_matmul_kernel():
     graph = lg.Graph("shared", dtype="float32")
     a = graph.input("a", (5, 7))
     b = graph.input("b", (7, 6))

@@ -7,9 +7,9 @@ test_opencl_ops.py; these tests pin how the work is split.
 from __future__ import annotations
 
 import pytest
-from lightnet_graph.backends.opencl.device import DeviceProfile
 from lightnet_graph.backends.opencl.kernels.reduce import launch_shape
 from lightnet_graph.backends.opencl.plan import build_schedule
+from opencl_support import fake_profile
 
 import lightnet_graph as lg
 
@@ -36,26 +36,13 @@ def test_gpu_reduction_splits_rows_across_lanes():
     assert launch_shape(2048, 65, 256, 1024) == ((2048, 128), (2, 128))
 
 
-def _profile(kind: str) -> DeviceProfile:
-    return DeviceProfile(
-        name=f"fake {kind}",
-        kind=kind,
-        max_work_group_size=256,
-        max_work_item_sizes=(256, 256, 64),
-        local_mem_size=32 * 1024,
-        local_mem_dedicated=kind == "gpu",
-        max_mem_alloc_size=2**30,
-        global_mem_size=2**32,
-        fp64=True,
-        compute_units=4,
-    )
-
-
 @pytest.mark.parametrize(("kind", "lanes"), [("cpu", 1), ("gpu", 128)])
 def test_softmax_launch_follows_device_kind(kind, lanes):
     graph = lg.Graph("rows", dtype="float32")
     logits = graph.input("logits", (512, 65))
     compiled = lg.compile({"p": lg.softmax(logits)})
-    schedule = build_schedule(compiled.graph, compiled.outputs, _profile(kind))
+    schedule = build_schedule(
+        compiled.graph, compiled.outputs, fake_profile(kind, compute_units=4)
+    )
     (launch,) = [x for x in schedule.launches if x.kernel.kind == "softmax"]
     assert launch.local_size[1] == lanes
