@@ -122,9 +122,17 @@ def _two_kernel_loss(graph_name: str):
     return lg.mean(lg.tanh(lg.linear(x, w)))
 
 
-def test_pocl_builds_are_left_to_pocl_cache(tmp_path: Path):
+def _platform_name(backend) -> str:
+    from lightnet_graph.backends.opencl import select_device
+
+    return select_device(backend.device).platform.name
+
+
+def test_pocl_builds_use_pocl_cache(tmp_path: Path):
+    from lightnet_graph.backends.opencl.cache import POCL_PLATFORM
+
     backend = opencl_backend()
-    if backend_platform(backend) != "Portable Computing Language":
+    if _platform_name(backend) != POCL_PLATFORM:
         pytest.skip("the default OpenCL device is not PoCL")
     pocl_cache = tmp_path / "pocl"
 
@@ -142,12 +150,6 @@ def test_pocl_builds_are_left_to_pocl_cache(tmp_path: Path):
     assert second["loss"] == first["loss"]
 
 
-def backend_platform(backend) -> str:
-    from lightnet_graph.backends.opencl import select_device
-
-    return select_device(backend.device).platform.name
-
-
 def test_model_kernels_share_one_program(tmp_path: Path):
     import lightnet_graph as lg
 
@@ -159,13 +161,13 @@ def test_model_kernels_share_one_program(tmp_path: Path):
     assert len(built) == 1
 
 
-def test_program_that_fails_whole_falls_back_to_kernels(
+def test_failed_program_falls_back_to_kernels(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ):
     import numpy as np
+    from lightnet_graph.backends.opencl import cache
 
     import lightnet_graph as lg
-    from lightnet_graph.backends.opencl import cache
 
     program_source = cache.program_source
 

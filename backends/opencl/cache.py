@@ -92,7 +92,7 @@ class ProgramCache:
         return hashlib.sha256(text.encode()).hexdigest()
 
     def build_programs(self, kernels: Sequence[KernelSource]) -> dict[str, Any]:
-        """Return each kernel's built program, one program holding them all.
+        """Build ``kernels`` as one program; return it under each kernel's name.
 
         When that program fails to build, each kernel is built alone: the
         first that fails raises its own error, naming the kernel and its
@@ -121,7 +121,7 @@ class ProgramCache:
         return dict.fromkeys((kernel.name for kernel in kernels), program)
 
     def build(self, name: str, source: str) -> Any:
-        """Return the built program of ``source``; ``name`` is its kernel, for errors."""
+        """Return the built program of ``source``; errors call it ``name``."""
         key = self.key(source)
         program = self._built.get(key)
         if program is not None:

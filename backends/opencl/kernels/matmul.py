@@ -123,9 +123,9 @@ def matmul_kernel(
     (a_off, a_rs, a_cs, a_bs, and likewise for b, c and x).
 
     Whether there is an addend is the has_x argument, not part of the
-    source, so products with and without one share a kernel: on PoCL each
-    distinct kernel costs 0.3 to 0.7 s of compiling at its first launch.
-    Without an addend, x is A's buffer and is never read.
+    source, so products with and without one share a kernel. That matters
+    because PoCL compiles each distinct kernel at its first launch, 0.3 to
+    0.7 s for these. Without an addend, x is A's buffer and is never read.
     """
     k = KernelBuilder(f"matmul_{variant.kind}_{layout.a}{layout.b}")
     t = k.note_dtype(dtype)
